@@ -7,7 +7,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+from pathlib import Path
+
 from livercore.errors import InputError
+from livercore.vocab import MODEL_NAMES, PHASES, Phase
 
 
 def _phantom_export(args: argparse.Namespace) -> int:
@@ -34,6 +37,103 @@ def _phantom_montage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset(spec: str, seed: int, cache: Path | None, *, lesion: bool = True):
+    """A cohort name (phantom) or a manifest CSV path (a site's own DICOM cohort); phantom
+    cohorts are cached as arrays in `cache` (the study's data/ folder)."""
+    from livercore.dataset import Dataset, from_manifest, from_phantom
+
+    if spec.endswith(".csv"):
+        return from_manifest(spec)
+    if cache is not None:
+        path = cache / f"{spec}-seed{seed}{'' if lesion else '-nolesion'}.npz"
+        if path.exists():
+            return Dataset.load(path)
+    data = from_phantom(spec, seed=seed, lesion=lesion)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        data.save(path)
+    return data
+
+
+def _study_run(args: argparse.Namespace) -> int:
+    from livercore.study import run_study, shortcut_audit, write_metrics
+
+    out = Path(args.out)
+    cache = out / "data"
+    train = _dataset(args.train, args.seed, cache)
+    test = _dataset(args.test, args.seed, cache)
+    models = tuple(args.models.split(",")) if args.models else MODEL_NAMES
+    note = f"{args.train} (seed {args.seed}): {len(train)} image sets"
+    run_study(train, test, out, sessions=args.sessions, models=models, device=args.device, data_note=note)
+    if args.audit and not args.train.endswith(".csv"):
+        audit = shortcut_audit(_dataset(args.train, args.seed, cache, lesion=False),
+                               _dataset(args.test, args.seed, cache, lesion=False), device=args.device)
+        write_metrics(out, audit)
+    print(f"study written to {out}")
+    return 0
+
+
+def _study_report(args: argparse.Namespace) -> int:
+    from livercore.report import study_report
+
+    print(study_report(args.dir, as_json=args.json))
+    return 0
+
+
+def _study_ship(args: argparse.Namespace) -> int:
+    from livercore.study import ship
+
+    chosen = ship(args.dir, args.models_dir)
+    print("shipped median sessions: " + ", ".join(f"{m} s{s}" for m, s in chosen.items()))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from livercore.analysis import analyse_crops, load_models
+    from livercore.dataset import from_manifest
+
+    models = load_models(args.models)
+    if args.manifest:
+        data = from_manifest(args.manifest)
+        crops, ids = list(data.x), list(data.meta["case_id"])
+    else:
+        crops, ids = [_crops_from_files(args)], ["case"]
+    out = []
+    for case_id, x in zip(ids, crops, strict=True):
+        result = analyse_crops(x, models, cam_method=None)
+        out.append({"case_id": case_id, "models": {
+            name: {"probabilities": {k: round(v, 6) for k, v in probs.items()},
+                   "predicted": result.results[name].predicted.value}
+            for name, probs in result.probability_table().items()}})
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        for row in out:
+            print(row["case_id"] + ": " + ", ".join(f"{m} {v['predicted']}" for m, v in row["models"].items()))
+    return 0
+
+
+def _crops_from_files(args: argparse.Namespace):
+    from livercore.dicom_io import read_ct_slice
+    from livercore.preprocess import LesionBox, preprocess_case
+
+    files = {Phase.UNENHANCED: args.unenhanced, Phase.ARTERIAL: args.arterial, Phase.DELAYED: args.delayed}
+    if not all(files.values()):
+        raise InputError("Give --manifest, or the three files --unenhanced, --arterial and --delayed.")
+    if not args.box:
+        raise InputError("Give the lesion box as --box ROW0,COL0,ROW1,COL1 (pixels).")
+    try:
+        r0, c0, r1, c1 = (float(v) for v in args.box.split(","))
+    except ValueError:
+        raise InputError("The lesion box must be four numbers: ROW0,COL0,ROW1,COL1.") from None
+    slices = {p: read_ct_slice(f) for p, f in files.items()}
+    box = LesionBox.from_corners(r0, c0, r1, c1)
+    return preprocess_case({p: s.hu for p, s in slices.items()}, dict.fromkeys(PHASES, box),
+                           {p: s.pixel_spacing_mm[0] for p, s in slices.items()})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livercore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +154,37 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--out", required=True)
     mon.add_argument("--seed", type=int, default=0)
     mon.set_defaults(func=_phantom_montage)
+
+    study = sub.add_parser("study", help="train, evaluate and report the five phase-models").add_subparsers(
+        dest="action", required=True)
+    run = study.add_parser("run", help="train every model x session and write predictions, metrics, cards")
+    run.add_argument("--train", default="train-2013", help="phantom cohort name or a manifest CSV")
+    run.add_argument("--test", default="test-2016", help="phantom cohort name or a manifest CSV")
+    run.add_argument("--sessions", type=int, default=5)
+    run.add_argument("--seed", type=int, default=0, help="phantom cohort seed")
+    run.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODEL_NAMES))
+    run.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    run.add_argument("--audit", action="store_true", help="also run the shortcut audit (lesions painted over)")
+    run.add_argument("--out", required=True)
+    run.set_defaults(func=_study_run)
+    rep = study.add_parser("report", help="Tables 2 and 3 and the AUCs beside the paper's")
+    rep.add_argument("dir")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=_study_report)
+    shp = study.add_parser("ship", help="copy each model's median session and the study to models/")
+    shp.add_argument("dir")
+    shp.add_argument("--models-dir", default="models")
+    shp.set_defaults(func=_study_ship)
+
+    pred = sub.add_parser("predict", help="five models' probabilities for cases of a manifest or three DICOM files")
+    pred.add_argument("--manifest", help="a manifest CSV (the phantom export's columns)")
+    pred.add_argument("--models", default=None, help="folder of trained models (default: the bundled ones)")
+    pred.add_argument("--unenhanced")
+    pred.add_argument("--arterial")
+    pred.add_argument("--delayed")
+    pred.add_argument("--box", help="lesion box ROW0,COL0,ROW1,COL1 in pixels (same in every phase)")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(func=_predict)
     return parser
 
 

@@ -10,6 +10,7 @@ channels in the phase-model's order. The network centres it itself (minus 0.5), 
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ class LiverNet(nn.Module):
         self.config = cfg
         self.in_channels = in_channels
         layers: list[nn.Module] = []
-        for c_in, c_out in zip((in_channels, *cfg.filters[:-1]), cfg.filters, strict=True):
+        for c_in, c_out in itertools.pairwise((in_channels, *cfg.filters)):
             layers += _conv_block(c_in, c_out, cfg)
         self.features = nn.Sequential(*layers)
         side = cfg.image_size
@@ -70,10 +71,14 @@ class LiverNet(nn.Module):
             side //= 2
         widths = (cfg.filters[-1] * side * side, *cfg.hidden)
         head: list[nn.Module] = [nn.Flatten()]
-        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+        for w_in, w_out in itertools.pairwise(widths):
             head += [nn.Linear(w_in, w_out), nn.ReLU(), nn.Dropout(cfg.dropout)]
         head.append(nn.Linear(widths[-1], cfg.num_classes))
         self.head = nn.Sequential(*head)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):  # He init keeps a BN-free ReLU net's signal
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # both layer types have a bias
 
     @property
     def target_layer(self) -> nn.Module:
@@ -160,8 +165,9 @@ def load_model(
     blob = torch.load(Path(path), map_location=map_location, weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} file")
-    raw = json.loads(blob["config"])
-    config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in json.loads(blob["config"]).items()}
+    config = NetConfig(**fields)
     phase_model = PHASE_MODELS[blob["phase_model"]]
     model = LiverNet(phase_model.in_channels, config)
     model.load_state_dict(blob["state_dict"])  # copies float16 into the float32 parameters

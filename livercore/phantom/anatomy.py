@@ -140,7 +140,11 @@ def render_section(patient: Patient, rng: np.random.Generator, level: float) -> 
                 theta=side * 0.5,
                 edge_mm=1.0,
             )
-    return Section(level, liver_mask, ao, fixed, mobile)
+    # Where other organs, vessels or lungs were painted over the liver, it is no longer liver:
+    # lesions are placed (and liver ROIs taken) only where the parenchyma is still visible.
+    liver_hu = hu["liver_parenchyma"]
+    visible = (np.abs(mobile.image[0] - liver_hu[0]) < 15) & (np.abs(mobile.image[1] - liver_hu[1]) < 20)
+    return Section(level, liver_mask * visible, ao, fixed, mobile)
 
 
 def _dilate(mask: np.ndarray, pixels: float) -> np.ndarray:

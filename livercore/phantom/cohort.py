@@ -182,8 +182,13 @@ def _lesion_diameter(rng: np.random.Generator, category: Category, subtype: str)
     return d
 
 
-def generate_case(cohort: str, seed: int, index: int, size: int | None = None) -> Case:
-    """Make case `index` of a cohort: three phases at 512 x 512 in HU with ground truth."""
+def generate_case(cohort: str, seed: int, index: int, size: int | None = None, *, lesion: bool = True) -> Case:
+    """Make case `index` of a cohort: three phases at 512 x 512 in HU with ground truth.
+
+    With ``lesion=False`` the same case is drawn with the lesion painted over by liver (the
+    shortcut audit of phantom.md section 6): everything else, the crop position included, is
+    identical, so a model that still tells the categories apart has found a shortcut.
+    """
     layout = cohort_layout(cohort, seed, size)
     iset = layout[index]
     ck = _cohort_key(cohort)
@@ -228,6 +233,9 @@ def generate_case(cohort: str, seed: int, index: int, size: int | None = None) -
     extra = _extra_lesions(section, srng, plan, center_mm, iset, lesion_seed)
     diameters = []
     for p, ph in enumerate(PHASES):
+        if not lesion:
+            diameters.append(diameter)
+            continue
         chord = float(np.sqrt(max(1 - (z_offsets[p] / max(radius, 1e-3)) ** 2, 0.35**2)))
         if plan.flags["bile_duct_dilatation"]:
             lesions.paint_ducts(

@@ -1,0 +1,112 @@
+"""The one entry point for analysing a case: preprocess, five phase-models, CAMs.
+
+Used by the app's pages, the CLI and the tests. Thread-safe: Streamlit serves every browser
+session as a thread of one process and shares the cached models, so inference and CAMs run
+under one lock (`MODEL_LOCK`); results are bit-identical to a sequential run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from livercore.errors import InputError
+from livercore.explain import class_activation_map
+from livercore.model import LiverNet, load_model, select_channels
+from livercore.preprocess import LesionBox, preprocess_case
+from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
+
+MODEL_LOCK = threading.Lock()
+DEFAULT_MODELS_DIR = Path(os.environ.get("LIVERCORE_MODELS", Path(__file__).resolve().parents[1] / "models"))
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    net: LiverNet
+    phase_model: PhaseModel
+    card: dict[str, Any]
+
+
+def load_models(models_dir: str | os.PathLike[str] | None = None, *, device: str = "cpu") -> dict[str, LoadedModel]:
+    """The shipped phase-models (`<models_dir>/<name>.pt`), in the paper's order, in eval mode."""
+    root = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
+    out = {}
+    for name in MODEL_NAMES:
+        path = root / f"{name}.pt"
+        if path.exists():
+            net, pm, card = load_model(path, map_location=device)
+            out[name] = LoadedModel(name, net, pm, card)
+    if not out:
+        raise FileNotFoundError(f"no trained models in {root}")
+    return out
+
+
+@dataclass
+class ModelResult:
+    name: str
+    probabilities: np.ndarray  # (5,) A..E
+    cam: np.ndarray | None  # (70, 70) float32 in [0, 1], on the crops the model saw
+    cam_target: Category | None
+
+    @property
+    def predicted(self) -> Category:
+        return CATEGORIES[int(np.argmax(self.probabilities))]
+
+
+@dataclass
+class Analysis:
+    crops: np.ndarray  # (3, 70, 70) uint8, phases in vocab.PHASES order
+    results: dict[str, ModelResult]
+    seconds: float
+    cam_method: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def probability_table(self) -> dict[str, dict[str, float]]:
+        return {n: {c.value: float(r.probabilities[i]) for i, c in enumerate(CATEGORIES)} for n, r in self.results.items()}
+
+
+def analyse_crops(
+    crops: np.ndarray,
+    models: Mapping[str, LoadedModel],
+    *,
+    cam_method: str | None = "GradCAM",
+    cam_target: Category | str | None = None,
+) -> Analysis:
+    """Run every model on (3, 70, 70) uint8 crops; CAMs for the predicted category, or for
+    `cam_target` when given; no CAMs when cam_method is None."""
+    if crops.shape != (len(PHASES), 70, 70) or crops.dtype != np.uint8:
+        raise InputError("The lesion crops must be three 70 x 70 8-bit images.")
+    target = Category(cam_target) if cam_target else None
+    start = time.perf_counter()
+    results = {}
+    with MODEL_LOCK, torch.inference_mode(False):
+        for name, m in models.items():
+            x = select_channels(crops, m.phase_model)
+            device = next(m.net.parameters()).device
+            with torch.no_grad():
+                logits = m.net(torch.from_numpy(np.ascontiguousarray(x[None])).to(device).float() / 255)
+                proba = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+            want = target or CATEGORIES[int(np.argmax(proba))]
+            cam = class_activation_map(m.net, x, want.output_index, cam_method) if cam_method else None
+            results[name] = ModelResult(name, proba, cam, want if cam_method else None)
+    return Analysis(crops, results, time.perf_counter() - start, cam_method)
+
+
+def analyse_case(
+    hu: Mapping[Phase, np.ndarray],
+    boxes: Mapping[Phase, LesionBox],
+    spacing_mm: Mapping[Phase, float | None] | float | None,
+    models: Mapping[str, LoadedModel],
+    **kwargs: Any,
+) -> Analysis:
+    """Preprocess three phases around their lesion boxes and analyse them (see analyse_crops)."""
+    return analyse_crops(preprocess_case(hu, boxes, spacing_mm), models, **kwargs)

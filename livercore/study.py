@@ -1,0 +1,219 @@
+"""The paper's study: five phase-models x five sessions, evaluated, carded and shipped.
+
+A study directory holds::
+
+    weights/<model>_s<session>.pt      every session's network (save_model format)
+    predictions_test.csv               model, session, case_id, category, subtype, predicted, p_A..p_E
+    predictions_train.csv              the same on the training cohort
+    metrics.json                       per-session metrics, the study summary, the shortcut audit
+    cards/<model>_s<session>.json      model cards
+
+Sessions already in the directory are kept (a stopped study resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from livercore import evaluate
+from livercore.dataset import Dataset
+from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS
+
+PROBABILITY_COLUMNS = [f"p_{c.value}" for c in CATEGORIES]
+
+
+def code_version() -> str:
+    """The git commit of the code (with '+dirty' for local changes), or the package version.
+
+    LIVERCORE_CODE_VERSION overrides it (a copy of the tree without its git history)."""
+    if os.environ.get("LIVERCORE_CODE_VERSION"):
+        return os.environ["LIVERCORE_CODE_VERSION"]
+    try:
+        root = Path(__file__).resolve().parents[1]
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"livercore {version('livercore')}"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def predictions_frame(model: str, session: int, data: Dataset, proba: np.ndarray) -> pd.DataFrame:
+    """One row per case: the columns evaluate.py expects."""
+    frame = data.meta[["case_id", "category", "subtype"]].copy()
+    frame.insert(0, "session", session)
+    frame.insert(0, "model", model)
+    frame["predicted"] = [CATEGORIES[i].value for i in proba.argmax(axis=1)]
+    for j, col in enumerate(PROBABILITY_COLUMNS):
+        frame[col] = proba[:, j].round(6)
+    return frame
+
+
+def run_study(
+    train: Dataset,
+    test: Dataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    sessions: int = 5,
+    models: tuple[str, ...] = MODEL_NAMES,
+    config: Any = None,
+    device: str | None = None,
+    progress: bool = True,
+    data_note: str = "",
+    validation: Dataset | None = None,
+) -> dict[str, Any]:
+    """Train every model x session, predict the test and training cohorts, write everything."""
+    import torch
+
+    from livercore.model import predict_proba, save_model, select_channels
+    from livercore.train import TrainConfig, choose_device, train_model
+
+    out = Path(out_dir)
+    (out / "weights").mkdir(parents=True, exist_ok=True)
+    (out / "cards").mkdir(exist_ok=True)
+    config = config or TrainConfig()
+    dev = choose_device(device)
+    preds: dict[str, list[pd.DataFrame]] = {"test": [], "train": []}
+    for split in preds:
+        path = out / f"predictions_{split}.csv"
+        if path.exists():
+            preds[split].append(pd.read_csv(path))
+    done = {(m, int(s)) for m, s in preds["test"][0][["model", "session"]].drop_duplicates().itertuples(index=False)} \
+        if preds["test"] else set()
+    for name in models:
+        pm = PHASE_MODELS[name]
+        for session in range(1, sessions + 1):
+            if (name, session) in done:
+                continue
+            seed = 1000 * session + MODEL_NAMES.index(name)
+            kwargs: dict[str, Any] = {}
+            if validation is not None:
+                kwargs.update(x_val=validation.x, y_val=validation.y)
+            result = train_model(train.x, train.y, phase_model=pm, config=config, seed=seed,
+                                 device=dev, progress=progress, **kwargs)
+            p_test = predict_proba(result.model, select_channels(test.x, pm))
+            p_train = predict_proba(result.model, select_channels(train.x, pm))
+            f_test = predictions_frame(name, session, test, p_test)
+            f_train = predictions_frame(name, session, train, p_train)
+            metrics = evaluate.session_metrics(f_test)
+            card = {
+                "model": name,
+                "phases": [p.value for p in pm.phases],
+                "session": session,
+                "seed": seed,
+                "trained_on": data_note or f"{len(train)} image sets",
+                "tested_on": f"{len(test)} cases",
+                "config": asdict(config),
+                "net": asdict(result.model.config),
+                "code_version": code_version(),
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "device": str(result.device),
+                "device_name": torch.cuda.get_device_name() if str(result.device).startswith("cuda") else platform.processor() or platform.machine(),
+                "training_seconds": round(float(result.seconds), 1),
+                "images_per_second": round(float(result.images_per_s), 1),
+                "test_accuracy": metrics["accuracy"],
+                "train_accuracy": evaluate.accuracy_score(f_train),
+                "test_auc_clinical": metrics["auc_clinical"]["auc"],
+                "validation_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
+            }
+            save_model(out / "weights" / f"{name}_s{session}.pt", result.model, phase_model_name=name, card=card)
+            (out / "cards" / f"{name}_s{session}.json").write_text(json.dumps(card, indent=2))
+            preds["test"].append(f_test)
+            preds["train"].append(f_train)
+            for split, frames in preds.items():  # write after every session: a stopped study resumes
+                pd.concat(frames, ignore_index=True).to_csv(out / f"predictions_{split}.csv", index=False)
+            if progress:
+                print(f"{name} session {session}: test accuracy {card['test_accuracy']:.3f}, train "
+                      f"{card['train_accuracy']:.3f}, {card['training_seconds']} s on {card['device']}", flush=True)
+    return write_metrics(out)
+
+
+def write_metrics(study_dir: str | os.PathLike[str], audit: dict[str, Any] | None = None) -> dict[str, Any]:
+    """(Re)compute metrics.json from the predictions in a study directory."""
+    out = Path(study_dir)
+    test = pd.read_csv(out / "predictions_test.csv")
+    train = pd.read_csv(out / "predictions_train.csv")
+    previous = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
+    sessions = {}
+    for (m, s), frame in test.groupby(["model", "session"], sort=False):
+        entry = evaluate.session_metrics(frame)
+        entry["train_accuracy"] = evaluate.accuracy_score(train[(train.model == m) & (train.session == s)])
+        sessions[f"{m}/s{s}"] = entry
+    metrics = {
+        "summary": evaluate.study_summary(test),
+        "train_accuracy": {
+            m: {"median": float(g.median()), "low": float(g.min()), "high": float(g.max())}
+            for m, g in train.groupby(["model", "session"]).apply(evaluate.accuracy_score).groupby(level=0)
+        },
+        "sessions": sessions,
+        "shortcut_audit": audit if audit is not None else previous.get("shortcut_audit"),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def shortcut_audit(train: Dataset, test: Dataset, *, config: Any = None, device: str | None = None,
+                   seed: int = 99, progress: bool = True) -> dict[str, Any]:
+    """phantom.md section 6: the triphasic model trained and tested with every lesion painted over
+    by liver. Its accuracy must stay near the largest class share, or the phantom leaks."""
+    from livercore.model import predict_proba
+    from livercore.train import TrainConfig, choose_device, train_model
+
+    pm = PHASE_MODELS["triphasic"]
+    result = train_model(train.x, train.y, phase_model=pm, config=config or TrainConfig(), seed=seed,
+                         device=choose_device(device), progress=progress)
+    proba = predict_proba(result.model, test.x)
+    accuracy = float((proba.argmax(1) == test.y).mean())
+    largest = float(np.bincount(test.y, minlength=len(CATEGORIES)).max() / len(test.y))
+    return {"model": "triphasic", "accuracy_without_lesion": accuracy, "largest_class_share": largest,
+            "n_test": len(test), "seed": seed}
+
+
+def median_session(study_dir: str | os.PathLike[str], model: str) -> int:
+    """The session whose test accuracy is the median of the model's sessions (the lower middle
+    for an even count; ties broken by the lowest session number)."""
+    test = pd.read_csv(Path(study_dir) / "predictions_test.csv")
+    acc = test[test.model == model].groupby("session").apply(evaluate.accuracy_score).sort_values(kind="stable")
+    return int(acc.index[(len(acc) - 1) // 2])
+
+
+def ship(study_dir: str | os.PathLike[str], models_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """Copy each model's median session and the complete study to `models_dir`."""
+    src, dst = Path(study_dir), Path(models_dir)
+    (dst / "study").mkdir(parents=True, exist_ok=True)
+    chosen = {}
+    for name in MODEL_NAMES:
+        if not (src / "weights" / f"{name}_s1.pt").exists():
+            continue
+        s = median_session(src, name)
+        chosen[name] = s
+        shutil.copy(src / "weights" / f"{name}_s{s}.pt", dst / f"{name}.pt")
+        card = json.loads((src / "cards" / f"{name}_s{s}.json").read_text())
+        card["shipped_as"] = "median-accuracy session of the study in models/study/"
+        (dst / f"{name}.json").write_text(json.dumps(card, indent=2))
+    for f in ("predictions_test.csv", "predictions_train.csv", "metrics.json"):
+        shutil.copy(src / f, dst / "study" / f)
+    (dst / "study" / "shipped.json").write_text(json.dumps(chosen, indent=2))
+    return chosen
+
+
+def timing_note(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))

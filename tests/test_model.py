@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from livercore.model import (
+    LiverNet,
+    NetConfig,
+    load_model,
+    predict_proba,
+    save_model,
+    select_channels,
+)
+from livercore.vocab import PHASE_MODELS, PHASES
+
+
+@pytest.fixture
+def triphasic_images() -> np.ndarray:
+    """(4, 3, 70, 70) uint8 where channel i holds the value 10 * (i + 1) everywhere."""
+    x = np.zeros((4, len(PHASES), 70, 70), dtype=np.uint8)
+    for i in range(len(PHASES)):
+        x[:, i] = 10 * (i + 1)
+    return x
+
+
+@pytest.mark.parametrize("name", list(PHASE_MODELS))
+def test_output_shapes_for_each_phase_model(name: str) -> None:
+    model = LiverNet(PHASE_MODELS[name].in_channels)
+    x = torch.rand(2, PHASE_MODELS[name].in_channels, 70, 70)
+    assert model.forward_features(x).shape == (2, 64, 8, 8)
+    assert model(x).shape == (2, 5)
+
+
+def test_the_network_centres_its_input() -> None:
+    # zero biases at initialisation: mid-grey in, nothing but zeros through every layer
+    logits = LiverNet(3).eval()(torch.full((1, 3, 70, 70), 0.5))
+    assert torch.equal(logits, torch.zeros(1, 5))
+
+
+@pytest.mark.parametrize("name", list(PHASE_MODELS))
+def test_select_channels_picks_the_phase_models_phases(name: str, triphasic_images) -> None:
+    phase_model = PHASE_MODELS[name]
+    expected = [10 * (PHASES.index(p) + 1) for p in phase_model.phases]
+    picked = select_channels(triphasic_images, phase_model)
+    assert picked.shape == (4, phase_model.in_channels, 70, 70)
+    assert picked[0, :, 0, 0].tolist() == expected
+    single = select_channels(torch.from_numpy(triphasic_images[0]), phase_model)
+    assert single[:, 0, 0].tolist() == expected
+
+
+def test_select_channels_refuses_images_without_three_phases(triphasic_images) -> None:
+    with pytest.raises(ValueError, match="3 phase channels"):
+        select_channels(triphasic_images[:, :2], PHASE_MODELS["arterial"])
+
+
+def test_batch_norm_option_adds_a_norm_after_each_convolution() -> None:
+    model = LiverNet(3, NetConfig(batch_norm=True))
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.features) == 6
+    assert model(torch.rand(2, 3, 70, 70)).shape == (2, 5)
+
+
+def test_target_layer_is_the_activation_of_the_last_convolution() -> None:
+    model = LiverNet(3).eval()
+    layers = list(model.features)
+    last_conv = max(i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d))
+    assert model.target_layer is layers[last_conv + 1]
+    with GradCAM(model=model, target_layers=[model.target_layer]) as cam:
+        maps = cam(input_tensor=torch.rand(2, 3, 70, 70), targets=[ClassifierOutputTarget(0)] * 2)
+    assert maps.shape == (2, 70, 70)
+
+
+def test_predict_proba_gives_probabilities_independent_of_batching() -> None:
+    model = LiverNet(2).train()
+    x = np.random.default_rng(0).integers(0, 256, (7, 2, 70, 70), dtype=np.uint8)
+    p = predict_proba(model, x)
+    assert p.shape == (7, 5)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(predict_proba(model, x, batch_size=3), p, atol=1e-6)
+    assert model.training  # the caller's mode is restored
+
+
+def test_predict_proba_refuses_the_wrong_channel_count(triphasic_images) -> None:
+    with pytest.raises(ValueError, match="takes 1 channels"):
+        predict_proba(LiverNet(1), triphasic_images)
+
+
+def test_save_load_round_trip(tmp_path, triphasic_images) -> None:
+    torch.manual_seed(0)
+    phase_model = PHASE_MODELS["art_del"]
+    model = LiverNet(2, NetConfig(dropout=0.3)).eval()
+    card = {"seed": 3, "test_accuracy": 0.84}
+    path = tmp_path / "art_del.pt"
+    save_model(path, model, phase_model_name="art_del", card=card)
+    loaded, loaded_phase_model, loaded_card = load_model(path)
+    assert path.stat().st_size < 4_000_000
+    assert (loaded_phase_model, loaded_card, loaded.config) == (phase_model, card, model.config)
+    assert not loaded.training
+    x = select_channels(triphasic_images, phase_model)
+    np.testing.assert_allclose(predict_proba(loaded, x), predict_proba(model, x), atol=2e-3)
+
+
+def test_save_refuses_a_phase_model_with_other_channels(tmp_path) -> None:
+    with pytest.raises(ValueError, match="channels"):
+        save_model(tmp_path / "m.pt", LiverNet(3), phase_model_name="arterial", card={})
+
+
+def test_load_refuses_a_file_that_is_not_a_livercore_model(tmp_path) -> None:
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a livercore-model"):
+        load_model(tmp_path / "other.pt")
