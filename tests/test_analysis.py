@@ -1,0 +1,76 @@
+"""The one entry point for analysing a case: probabilities, CAMs, thread safety."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from livercore.analysis import analyse_case, analyse_crops, load_models
+from livercore.errors import InputError
+from livercore.model import predict_proba, select_channels
+from livercore.phantom import generate_case
+from livercore.preprocess import LesionBox, preprocess_case
+from livercore.vocab import MODEL_NAMES, PHASES, Category
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models()
+
+
+@pytest.fixture(scope="module")
+def case_crops():
+    case = generate_case("test-2016", 0, 3)
+    boxes = {p: LesionBox.from_center(*case.lesion_center[p], case.lesion_diameter_mm, case.spacing_mm) for p in PHASES}
+    return case, boxes, preprocess_case(case.hu, boxes, case.spacing_mm)
+
+
+def test_probabilities_match_the_models_own_prediction(models, case_crops):
+    _, _, crops = case_crops
+    result = analyse_crops(crops, models, cam_method=None)
+    assert list(result.results) == list(MODEL_NAMES)
+    for name, r in result.results.items():
+        m = models[name]
+        expected = predict_proba(m.net, select_channels(crops[None], m.phase_model))[0]
+        np.testing.assert_allclose(r.probabilities, expected, atol=1e-6)
+        assert r.cam is None
+
+
+def test_cams_cover_the_crop_and_follow_the_chosen_target(models, case_crops):
+    case, boxes, _ = case_crops
+    predicted = analyse_case(case.hu, boxes, case.spacing_mm, models, cam_method="GradCAM")
+    for r in predicted.results.values():
+        assert r.cam is not None and r.cam.shape == (70, 70)
+        assert 0 <= r.cam.min() and r.cam.max() <= 1
+        assert r.cam_target == r.predicted
+    chosen = analyse_case(case.hu, boxes, case.spacing_mm, models, cam_method="GradCAM++", cam_target="E")
+    assert all(r.cam_target is Category.E for r in chosen.results.values())
+
+
+def test_no_hooks_are_left_on_the_shared_models(models, case_crops):
+    _, _, crops = case_crops
+    for method in ("GradCAM", "GradCAM++", "EigenCAM"):
+        analyse_crops(crops, models, cam_method=method)
+    for m in models.values():
+        for module in m.net.modules():
+            assert not module._forward_hooks and not module._backward_hooks and not module._forward_pre_hooks
+
+
+def test_concurrent_analyses_are_bit_identical_to_sequential(models):
+    rng = np.random.default_rng(0)
+    inputs = [rng.integers(0, 256, (3, 70, 70), dtype=np.uint8) for _ in range(6)]
+    sequential = [analyse_crops(x, models) for x in inputs]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda i: (i, analyse_crops(inputs[i % 6], models)), range(24)))
+    for i, result in concurrent:
+        ref = sequential[i % 6]
+        for name in MODEL_NAMES:
+            assert np.array_equal(result.results[name].probabilities, ref.results[name].probabilities)
+            assert np.array_equal(result.results[name].cam, ref.results[name].cam)
+
+
+def test_wrong_crops_are_refused_with_a_sentence(models):
+    with pytest.raises(InputError, match="70 x 70"):
+        analyse_crops(np.zeros((3, 64, 64), np.uint8), models)

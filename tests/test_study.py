@@ -1,0 +1,147 @@
+"""The study runner, its reports and the shipped models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from livercore.cli import main
+from livercore.dataset import Dataset
+from livercore.study import median_session, run_study, ship
+from livercore.train import TrainConfig
+from livercore.vocab import CATEGORIES, MODEL_NAMES
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _toy(n: int, seed: int) -> Dataset:
+    """Separable toy crops: the category sets the brightness of a central blob per phase."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 5
+    x = rng.integers(90, 110, (n, 3, 70, 70)).astype(np.uint8)
+    for i, k in enumerate(y):
+        x[i, :, 25:45, 25:45] = 40 + 40 * k
+    meta = pd.DataFrame({"case_id": [f"t{seed}-{i}" for i in range(n)], "patient_id": [f"p{i}" for i in range(n)],
+                         "category": [CATEGORIES[k].value for k in y],
+                         "subtype": ["hypervascular" if k == 2 else "x" for k in y]})
+    return Dataset(x, y.astype(np.int64), meta)
+
+
+@pytest.fixture(scope="module")
+def toy_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("study")
+    config = replace(TrainConfig(), variants_per_image=3, batch_size=32)
+    run_study(_toy(60, 0), _toy(25, 1), out, sessions=3, models=("triphasic", "arterial"), config=config,
+              device="cpu", progress=False)
+    return out
+
+
+def test_study_writes_predictions_metrics_cards_and_weights(toy_study: Path):
+    test = pd.read_csv(toy_study / "predictions_test.csv")
+    assert list(test.columns[:6]) == ["model", "session", "case_id", "category", "subtype", "predicted"]
+    assert len(test) == 2 * 3 * 25
+    np.testing.assert_allclose(test[[f"p_{c.value}" for c in CATEGORIES]].sum(axis=1), 1, atol=1e-4)
+    assert len(pd.read_csv(toy_study / "predictions_train.csv")) == 2 * 3 * 60
+    metrics = json.loads((toy_study / "metrics.json").read_text())
+    assert set(metrics["summary"]["models"]) == {"triphasic", "arterial"}
+    card = json.loads((toy_study / "cards" / "arterial_s2.json").read_text())
+    for key in ("trained_on", "seed", "config", "code_version", "date", "device", "training_seconds", "test_accuracy"):
+        assert key in card
+    assert (toy_study / "weights" / "triphasic_s3.pt").exists()
+
+
+def test_a_stopped_study_resumes_without_retraining(toy_study: Path):
+    before = (toy_study / "weights" / "triphasic_s1.pt").stat().st_mtime_ns
+    config = replace(TrainConfig(), variants_per_image=3, batch_size=32)
+    run_study(_toy(60, 0), _toy(25, 1), toy_study, sessions=3, models=("triphasic",), config=config,
+              device="cpu", progress=False)
+    assert (toy_study / "weights" / "triphasic_s1.pt").stat().st_mtime_ns == before
+    assert len(pd.read_csv(toy_study / "predictions_test.csv")) == 2 * 3 * 25
+
+
+def test_ship_takes_the_median_accuracy_session(toy_study: Path, tmp_path: Path):
+    test = pd.read_csv(toy_study / "predictions_test.csv")
+    acc = test[test.model == "arterial"].assign(ok=lambda d: d.category == d.predicted).groupby("session").ok.mean()
+    chosen = median_session(toy_study, "arterial")
+    assert acc[chosen] == sorted(acc)[1]
+    shipped = ship(toy_study, tmp_path)
+    assert shipped["arterial"] == chosen
+    assert (tmp_path / "arterial.pt").read_bytes() == (toy_study / "weights" / f"arterial_s{chosen}.pt").read_bytes()
+    assert (tmp_path / "study" / "predictions_test.csv").exists()
+
+
+def test_report_json_and_text(toy_study: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["study", "report", str(toy_study), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    tri = report["models"]["triphasic"]
+    assert set(tri["test_accuracy"]) == {"median", "low", "high"}
+    assert 0 <= tri["auc_median"] <= 1
+    assert set(tri["sensitivity_median"]) == {"A", "B", "C", "C_hypervascular", "C_hypovascular", "D", "E"}
+    assert main(["study", "report", str(toy_study)]) == 0
+    text = capsys.readouterr().out
+    assert "Table 2" in text and "Table 3" in text and "0.84 (0.82-0.90)" in text  # the paper's triphasic test
+
+
+# --- the shipped models ----------------------------------------------------------------------
+
+
+def test_shipped_models_are_all_there_and_small():
+    sizes = [(MODELS / f"{m}.pt").stat().st_size for m in MODEL_NAMES]
+    assert sum(sizes) < 25 * 2**20
+    for m in MODEL_NAMES:
+        card = json.loads((MODELS / f"{m}.json").read_text())
+        assert card["model"] == m and "trained_on" in card and 0 <= card["test_accuracy"] <= 1
+
+
+def test_shipped_models_reproduce_their_study_predictions_on_a_regenerated_test_cohort():
+    """The phantom is deterministic: regenerating test-2016 and running the shipped weights must
+    give the predictions stored in the study. This fails when the phantom or the preprocessing
+    changes without retraining, which is exactly when the shipped models stop being honest."""
+    from livercore.analysis import load_models
+    from livercore.dataset import from_phantom
+    from livercore.model import predict_proba, select_channels
+
+    data = from_phantom("test-2016", seed=0, workers=2)
+    stored = pd.read_csv(MODELS / "study" / "predictions_test.csv")
+    shipped = json.loads((MODELS / "study" / "shipped.json").read_text())
+    for name, m in load_models(MODELS).items():
+        ours = predict_proba(m.net, select_channels(data.x, m.phase_model))
+        theirs = stored[(stored.model == name) & (stored.session == shipped[name])].set_index("case_id")
+        theirs = theirs.loc[data.meta.case_id, [f"p_{c.value}" for c in CATEGORIES]].to_numpy()
+        # weights are stored in float16 after the study predicted in float32
+        assert np.abs(ours - theirs).max() < 0.05
+        assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.97
+
+
+def test_predict_cli_prints_five_models_per_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from livercore.phantom.export import export_cohort
+
+    export_cohort("predict-check", tmp_path, seed=2, size=3, workers=1)
+    assert main(["predict", "--manifest", str(tmp_path / "manifest.csv"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out) == 3
+    for case in out:
+        assert list(case["models"]) == list(MODEL_NAMES)
+        for result in case["models"].values():
+            assert abs(sum(result["probabilities"].values()) - 1) < 1e-4
+            assert result["predicted"] == max(result["probabilities"], key=result["probabilities"].get)
+
+
+def test_predict_cli_from_three_dicom_files_and_a_box(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from livercore.phantom.export import export_cohort
+
+    m = export_cohort("predict-check", tmp_path, seed=2, size=1, workers=1).iloc[0]
+    r, c = m["lesion_row_arterial"], m["lesion_col_arterial"]
+    half = m["lesion_diameter_mm"] / m["pixel_spacing_mm"] / 2
+    box = f"{r - half},{c - half},{r + half},{c + half}"
+    args = ["predict", "--json", "--box", box] + [
+        a for p in ("unenhanced", "arterial", "delayed") for a in (f"--{p}", str(tmp_path / m[p]))]
+    assert main(args) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["models"]) == 5
+    assert main(["predict", "--unenhanced", "x.dcm"]) == 2  # a clear error, no traceback
+    assert "error:" in capsys.readouterr().err
