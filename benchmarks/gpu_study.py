@@ -36,10 +36,15 @@ CANDIDATES = {
     "default": (TrainConfig(), 1.0),
     "batch64": (replace(TrainConfig(), batch_size=64), 1.1),
     "batchnorm": (replace(TrainConfig(), net=replace(NetConfig(), batch_norm=True)), 1.2),
-    "batch64-batchnorm": (replace(TrainConfig(), batch_size=64, net=replace(NetConfig(), batch_norm=True)), 1.3),
+    "batch64-batchnorm": (
+        replace(TrainConfig(), batch_size=64, net=replace(NetConfig(), batch_norm=True)),
+        1.3,
+    ),
     "variants208": (replace(TrainConfig(), variants_per_image=208), 4.0),
-    "variants208-batchnorm": (replace(TrainConfig(), variants_per_image=208, net=replace(NetConfig(), batch_norm=True)),
-                              4.8),
+    "variants208-batchnorm": (
+        replace(TrainConfig(), variants_per_image=208, net=replace(NetConfig(), batch_norm=True)),
+        4.8,
+    ),
 }
 TUNING_SEEDS = (11, 12)
 TUNING_MODELS = ("triphasic", "arterial")
@@ -50,20 +55,38 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     load = lambda name: Dataset.load(data / f"{name}.npz")  # noqa: E731
     train, valid, test = load("train-2013"), load("valid-2014"), load("test-2016")
-    report: dict = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                    "torch": torch.__version__}
+    report: dict = {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+    }
     print(report, flush=True)
 
     t0 = time.perf_counter()
     tuning = []
-    for label, (cfg, _cost) in ([] if chosen else CANDIDATES.items()):
+    for label, (cfg, cost) in [] if chosen else CANDIDATES.items():
         for name in TUNING_MODELS:
             for seed in TUNING_SEEDS:
-                r = train_model(train.x, train.y, phase_model=PHASE_MODELS[name], config=cfg, seed=seed,
-                                progress=False, x_val=valid.x, y_val=valid.y)
-                tuning.append({"config": label, "model": name, "seed": seed, "cost": cost,
-                               "val_accuracy": r.history[-1]["val_accuracy"], "seconds": r.seconds,
-                               "images_per_s": r.images_per_s})
+                r = train_model(
+                    train.x,
+                    train.y,
+                    phase_model=PHASE_MODELS[name],
+                    config=cfg,
+                    seed=seed,
+                    progress=False,
+                    x_val=valid.x,
+                    y_val=valid.y,
+                )
+                tuning.append(
+                    {
+                        "config": label,
+                        "model": name,
+                        "seed": seed,
+                        "cost": cost,
+                        "val_accuracy": r.history[-1]["val_accuracy"],
+                        "seconds": r.seconds,
+                        "images_per_s": r.images_per_s,
+                    }
+                )
                 print(tuning[-1], flush=True)
     by_config = {}
     if not chosen:  # otherwise chosen by an earlier run's tuning (benchmarks/results/gpu_tuning.log)
@@ -71,16 +94,31 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None) -> None:
             by_config[label] = float(np.mean([t["val_accuracy"] for t in tuning if t["config"] == label]))
         best = max(by_config.values())
         # Within 0.01 of the best, take the cheapest (it must also run on the CPU).
-        chosen = min((lab for lab, acc in by_config.items() if acc >= best - 0.01), key=lambda lab: CANDIDATES[lab][1])
+        chosen = min(
+            (lab for lab, acc in by_config.items() if acc >= best - 0.01), key=lambda lab: CANDIDATES[lab][1]
+        )
     config = CANDIDATES[chosen][0]
-    report.update(tuning=tuning, validation_accuracy_by_config=by_config, chosen=chosen,
-                  chosen_config=asdict(config), tuning_seconds=time.perf_counter() - t0)
+    report.update(
+        tuning=tuning,
+        validation_accuracy_by_config=by_config,
+        chosen=chosen,
+        chosen_config=asdict(config),
+        tuning_seconds=time.perf_counter() - t0,
+    )
     print("chosen", chosen, by_config, flush=True)
 
     t1 = time.perf_counter()
     study = out / "study"
-    run_study(train, test, study, sessions=5, config=config, progress=False, validation=valid,
-              data_note="train-2013 phantom cohort (seed 0): 460 synthetic patients, 1068 image sets")
+    run_study(
+        train,
+        test,
+        study,
+        sessions=5,
+        config=config,
+        progress=False,
+        validation=valid,
+        data_note="train-2013 phantom cohort (seed 0): 460 synthetic patients, 1068 image sets",
+    )
     report["study_seconds"] = time.perf_counter() - t1
 
     # A fresh cohort of another seed, through every session's weights.
@@ -90,16 +128,24 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None) -> None:
     frames = []
     for path in sorted((study / "weights").glob("*.pt")):
         net, pm, card = load_model(path, map_location="cuda" if torch.cuda.is_available() else "cpu")
-        frames.append(predictions_frame(pm.name, card["session"], fresh, predict_proba(net, select_channels(fresh.x, pm))))
+        frames.append(
+            predictions_frame(
+                pm.name, card["session"], fresh, predict_proba(net, select_channels(fresh.x, pm))
+            )
+        )
     import pandas as pd
 
     fresh_pred = pd.concat(frames, ignore_index=True)
     fresh_pred.to_csv(study / "predictions_test-2016-seed1.csv", index=False)
     report["fresh_cohort_accuracy_median"] = {
-        m: float(g.groupby("session").apply(evaluate.accuracy_score).median()) for m, g in fresh_pred.groupby("model")}
+        m: float(g.groupby("session").apply(evaluate.accuracy_score).median())
+        for m, g in fresh_pred.groupby("model")
+    }
 
     t2 = time.perf_counter()
-    audit = shortcut_audit(load("train-2013-nolesion"), load("test-2016-nolesion"), config=config, progress=False)
+    audit = shortcut_audit(
+        load("train-2013-nolesion"), load("test-2016-nolesion"), config=config, progress=False
+    )
     report["audit_seconds"] = time.perf_counter() - t2
     write_metrics(study, audit)
     report["shipped_sessions"] = ship(study, out / "models")
@@ -107,9 +153,13 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None) -> None:
     (out / "gpu_study.json").write_text(json.dumps(report, indent=1))
     summary = json.loads((study / "metrics.json").read_text())["summary"]["models"]
     for m, s in summary.items():
-        print(f"{m:12s} test acc {s['accuracy']['median']:.3f} ({s['accuracy']['low']:.2f}-{s['accuracy']['high']:.2f}) "
-              f"AUC {s['auc_clinical']['median']:.3f} fresh {report['fresh_cohort_accuracy_median'][m]:.3f}")
-    print("audit", audit, "study s", round(report["study_seconds"]), "total s", round(report["total_seconds"]))
+        print(
+            f"{m:12s} test acc {s['accuracy']['median']:.3f} ({s['accuracy']['low']:.2f}-{s['accuracy']['high']:.2f}) "
+            f"AUC {s['auc_clinical']['median']:.3f} fresh {report['fresh_cohort_accuracy_median'][m]:.3f}"
+        )
+    print(
+        "audit", audit, "study s", round(report["study_seconds"]), "total s", round(report["total_seconds"])
+    )
 
 
 if __name__ == "__main__":

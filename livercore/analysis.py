@@ -36,7 +36,9 @@ class LoadedModel:
     card: dict[str, Any]
 
 
-def load_models(models_dir: str | os.PathLike[str] | None = None, *, device: str = "cpu") -> dict[str, LoadedModel]:
+def load_models(
+    models_dir: str | os.PathLike[str] | None = None, *, device: str = "cpu"
+) -> dict[str, LoadedModel]:
     """The shipped phase-models (`<models_dir>/<name>.pt`), in the paper's order, in eval mode."""
     root = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
     out = {}
@@ -71,7 +73,10 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
     def probability_table(self) -> dict[str, dict[str, float]]:
-        return {n: {c.value: float(r.probabilities[i]) for i, c in enumerate(CATEGORIES)} for n, r in self.results.items()}
+        return {
+            n: {c.value: float(r.probabilities[i]) for i, c in enumerate(CATEGORIES)}
+            for n, r in self.results.items()
+        }
 
 
 def analyse_crops(

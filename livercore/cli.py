@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-
 from pathlib import Path
 
 from livercore.errors import InputError
@@ -17,9 +16,7 @@ def _phantom_export(args: argparse.Namespace) -> int:
     from livercore.phantom.export import export_cohort
 
     start = time.perf_counter()
-    manifest = export_cohort(
-        args.cohort, args.out, seed=args.seed, size=args.size, workers=args.workers
-    )
+    manifest = export_cohort(args.cohort, args.out, seed=args.seed, size=args.size, workers=args.workers)
     seconds = time.perf_counter() - start
     counts = manifest["category"].value_counts().sort_index().to_dict()
     print(
@@ -66,8 +63,11 @@ def _study_run(args: argparse.Namespace) -> int:
     note = f"{args.train} (seed {args.seed}): {len(train)} image sets"
     run_study(train, test, out, sessions=args.sessions, models=models, device=args.device, data_note=note)
     if args.audit and not args.train.endswith(".csv"):
-        audit = shortcut_audit(_dataset(args.train, args.seed, cache, lesion=False),
-                               _dataset(args.test, args.seed, cache, lesion=False), device=args.device)
+        audit = shortcut_audit(
+            _dataset(args.train, args.seed, cache, lesion=False),
+            _dataset(args.test, args.seed, cache, lesion=False),
+            device=args.device,
+        )
         write_metrics(out, audit)
     print(f"study written to {out}")
     return 0
@@ -103,15 +103,25 @@ def _predict(args: argparse.Namespace) -> int:
     out = []
     for case_id, x in zip(ids, crops, strict=True):
         result = analyse_crops(x, models, cam_method=None)
-        out.append({"case_id": case_id, "models": {
-            name: {"probabilities": {k: round(v, 6) for k, v in probs.items()},
-                   "predicted": result.results[name].predicted.value}
-            for name, probs in result.probability_table().items()}})
+        out.append(
+            {
+                "case_id": case_id,
+                "models": {
+                    name: {
+                        "probabilities": {k: round(v, 6) for k, v in probs.items()},
+                        "predicted": result.results[name].predicted.value,
+                    }
+                    for name, probs in result.probability_table().items()
+                },
+            }
+        )
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         for row in out:
-            print(row["case_id"] + ": " + ", ".join(f"{m} {v['predicted']}" for m, v in row["models"].items()))
+            print(
+                row["case_id"] + ": " + ", ".join(f"{m} {v['predicted']}" for m, v in row["models"].items())
+            )
     return 0
 
 
@@ -130,8 +140,11 @@ def _crops_from_files(args: argparse.Namespace):
         raise InputError("The lesion box must be four numbers: ROW0,COL0,ROW1,COL1.") from None
     slices = {p: read_ct_slice(f) for p, f in files.items()}
     box = LesionBox.from_corners(r0, c0, r1, c1)
-    return preprocess_case({p: s.hu for p, s in slices.items()}, dict.fromkeys(PHASES, box),
-                           {p: s.pixel_spacing_mm[0] for p, s in slices.items()})
+    return preprocess_case(
+        {p: s.hu for p, s in slices.items()},
+        dict.fromkeys(PHASES, box),
+        {p: s.pixel_spacing_mm[0] for p, s in slices.items()},
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,9 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = phantom.add_parser("export", help="write a cohort as DICOM files and manifest.csv")
     exp.add_argument("--cohort", required=True, help="train-2013, test-2016 or any other name")
     exp.add_argument("--seed", type=int, default=0)
-    exp.add_argument(
-        "--size", type=int, default=None, help="patients (cohorts other than train-2013)"
-    )
+    exp.add_argument("--size", type=int, default=None, help="patients (cohorts other than train-2013)")
     exp.add_argument("--out", required=True)
     exp.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     exp.set_defaults(func=_phantom_export)
@@ -156,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     mon.set_defaults(func=_phantom_montage)
 
     study = sub.add_parser("study", help="train, evaluate and report the five phase-models").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     run = study.add_parser("run", help="train every model x session and write predictions, metrics, cards")
     run.add_argument("--train", default="train-2013", help="phantom cohort name or a manifest CSV")
     run.add_argument("--test", default="test-2016", help="phantom cohort name or a manifest CSV")
@@ -164,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="phantom cohort seed")
     run.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODEL_NAMES))
     run.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    run.add_argument("--audit", action="store_true", help="also run the shortcut audit (lesions painted over)")
+    run.add_argument(
+        "--audit", action="store_true", help="also run the shortcut audit (lesions painted over)"
+    )
     run.add_argument("--out", required=True)
     run.set_defaults(func=_study_run)
     rep = study.add_parser("report", help="Tables 2 and 3 and the AUCs beside the paper's")
@@ -176,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     shp.add_argument("--models-dir", default="models")
     shp.set_defaults(func=_study_ship)
 
-    pred = sub.add_parser("predict", help="five models' probabilities for cases of a manifest or three DICOM files")
+    pred = sub.add_parser(
+        "predict", help="five models' probabilities for cases of a manifest or three DICOM files"
+    )
     pred.add_argument("--manifest", help="a manifest CSV (the phantom export's columns)")
     pred.add_argument("--models", default=None, help="folder of trained models (default: the bundled ones)")
     pred.add_argument("--unenhanced")

@@ -50,7 +50,8 @@ def _phantom_chunk(args: tuple[str, int, int | None, list[int], bool]) -> list[t
     for i in indices:
         case = generate_case(cohort, seed, i, size, lesion=lesion)
         boxes = {
-            p: LesionBox.from_center(*case.lesion_center[p], case.lesion_diameter_mm, case.spacing_mm) for p in PHASES
+            p: LesionBox.from_center(*case.lesion_center[p], case.lesion_diameter_mm, case.spacing_mm)
+            for p in PHASES
         }
         x = preprocess_case(case.hu, boxes, case.spacing_mm)
         out.append((x, [case.case_id, case.image_set.patient_id, case.category.value, case.subtype]))
@@ -100,7 +101,9 @@ def from_manifest(path: str | os.PathLike[str]) -> Dataset:
     for n, case in enumerate(manifest.itertuples(index=False), start=1):
         rec = case._asdict()
         if str(rec["category"]) not in {c.value for c in CATEGORIES}:
-            raise InputError(f"Row {n} of the manifest has category {rec['category']!r}; expected A, B, C, D or E.")
+            raise InputError(
+                f"Row {n} of the manifest has category {rec['category']!r}; expected A, B, C, D or E."
+            )
         hu, boxes, spacing = {}, {}, {}
         for p in PHASES:
             ct = read_ct_slice(path.parent / str(rec[p.value]))
@@ -113,8 +116,12 @@ def from_manifest(path: str | os.PathLike[str]) -> Dataset:
                 spacing[p],
             )
         x = preprocess_case(hu, boxes, spacing)
-        meta = [str(rec["case_id"]), str(rec.get("patient_id", rec["case_id"])), str(rec["category"]),
-                str(rec.get("subtype", ""))]
+        meta = [
+            str(rec["case_id"]),
+            str(rec.get("patient_id", rec["case_id"])),
+            str(rec["category"]),
+            str(rec.get("subtype", "")),
+        ]
         rows.append((x, meta))
     if not rows:
         raise InputError("The manifest has no cases.")

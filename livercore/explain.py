@@ -23,7 +23,9 @@ CAM_METHODS = {
 }
 
 
-def class_activation_map(model: LiverNet, x_uint8: np.ndarray, target: int, method: str = "GradCAM") -> np.ndarray:
+def class_activation_map(
+    model: LiverNet, x_uint8: np.ndarray, target: int, method: str = "GradCAM"
+) -> np.ndarray:
     """CAM (H, W) float32 in [0, 1] of one input (C, 70, 70) uint8 for category index `target`.
 
     EigenCAM ignores the target (it is the first principal component of the activations).

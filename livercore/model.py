@@ -110,12 +110,8 @@ def select_channels(x: ArrayT, phase_model: PhaseModel) -> ArrayT:
     return x[..., index, :, :]
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.inference_mode()
-def predict_proba(model: nn.Module, x_uint8: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+def predict_proba(model: LiverNet, x_uint8: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Category probabilities (N, 5), A..E, for x_uint8 (N, C, 70, 70) uint8 windowed phases.
 
     C must already be the model's channels (see `select_channels`). Runs in eval mode, without
@@ -123,10 +119,9 @@ def predict_proba(model: nn.Module, x_uint8: np.ndarray, *, batch_size: int = 25
     """
     if x_uint8.dtype != np.uint8 or x_uint8.ndim != 4:
         raise ValueError(f"expected uint8 (N, C, H, W), got {x_uint8.dtype} {x_uint8.shape}")
-    in_channels = getattr(model, "in_channels", x_uint8.shape[1])
-    if x_uint8.shape[1] != in_channels:
-        raise ValueError(f"model takes {in_channels} channels, got {x_uint8.shape[1]}")
-    device, was_training = _device_of(model), model.training
+    if x_uint8.shape[1] != model.in_channels:
+        raise ValueError(f"model takes {model.in_channels} channels, got {x_uint8.shape[1]}")
+    device, was_training = next(model.parameters()).device, model.training
     model.eval()
     try:
         out = []
@@ -149,10 +144,8 @@ def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card
     if phase_model.in_channels != model.in_channels:
         raise ValueError(f"{phase_model_name} has {phase_model.in_channels} channels, "
                          f"the model {model.in_channels}")
-    state = {k: v.detach().to("cpu", torch.float16).contiguous()
-             for k, v in model.state_dict().items() if v.is_floating_point()}
-    state |= {k: v.detach().cpu() for k, v in model.state_dict().items()
-              if not v.is_floating_point()}
+    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     torch.save({"format": FORMAT, "phase_model": phase_model_name,
                 "config": json.dumps(asdict(model.config)), "card": json.dumps(card),
                 "state_dict": state}, Path(path))

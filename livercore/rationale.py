@@ -16,7 +16,7 @@ import pandas as pd
 from livercore.analysis import LoadedModel, analyse_crops
 from livercore.dataset import Dataset
 from livercore.explain import lesion_energy_fraction
-from livercore.preprocess import CROP_SIZE, MIN_FIELD_MM, FIELD_FACTOR
+from livercore.preprocess import CROP_SIZE, FIELD_FACTOR, MIN_FIELD_MM
 
 
 def lesion_disk(diameter_mm: float, spacing_mm: float, size: int = CROP_SIZE) -> np.ndarray:
@@ -28,8 +28,9 @@ def lesion_disk(diameter_mm: float, spacing_mm: float, size: int = CROP_SIZE) ->
     return (yy**2 + xx**2) <= radius**2
 
 
-def pointing_game(data: Dataset, diameters_mm: np.ndarray, models: dict[str, LoadedModel], *,
-                  cam_method: str = "GradCAM") -> pd.DataFrame:
+def pointing_game(
+    data: Dataset, diameters_mm: np.ndarray, models: dict[str, LoadedModel], *, cam_method: str = "GradCAM"
+) -> pd.DataFrame:
     """One row per case and model: energy inside the lesion, the chance level, correctness."""
     rows = []
     for i in range(len(data)):
@@ -37,16 +38,28 @@ def pointing_game(data: Dataset, diameters_mm: np.ndarray, models: dict[str, Loa
         result = analyse_crops(data.x[i], models, cam_method=cam_method)
         for name, r in result.results.items():
             assert r.cam is not None
-            rows.append({
-                "case_id": data.meta.case_id[i], "category": data.meta.category[i], "subtype": data.meta.subtype[i],
-                "model": name, "predicted": r.predicted.value, "energy_in_lesion": lesion_energy_fraction(r.cam, mask),
-                "lesion_area_share": float(mask.mean()),
-            })
+            rows.append(
+                {
+                    "case_id": data.meta.case_id[i],
+                    "category": data.meta.category[i],
+                    "subtype": data.meta.subtype[i],
+                    "model": name,
+                    "predicted": r.predicted.value,
+                    "energy_in_lesion": lesion_energy_fraction(r.cam, mask),
+                    "lesion_area_share": float(mask.mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Median energy in the lesion and the chance level per model and category."""
-    return table.groupby(["model", "category"], sort=False).agg(
-        energy_in_lesion=("energy_in_lesion", "median"), chance=("lesion_area_share", "median"),
-        cases=("case_id", "count")).reset_index()
+    return (
+        table.groupby(["model", "category"], sort=False)
+        .agg(
+            energy_in_lesion=("energy_in_lesion", "median"),
+            chance=("lesion_area_share", "median"),
+            cases=("case_id", "count"),
+        )
+        .reset_index()
+    )

@@ -33,8 +33,11 @@ def report_json(study_dir: str | os.PathLike[str]) -> dict[str, Any]:
             "sensitivity_median": {row: m["sensitivity"][row]["median"] for row in SENSITIVITY_ROWS},
             "steel_p_vs_triphasic": m["steel"]["p"] if m["steel"] else None,
         }
-    return {"models": out, "kruskal_wallis_p": metrics["summary"]["kruskal_wallis"]["p"],
-            "shortcut_audit": metrics.get("shortcut_audit")}
+    return {
+        "models": out,
+        "kruskal_wallis_p": metrics["summary"]["kruskal_wallis"]["p"],
+        "shortcut_audit": metrics.get("shortcut_audit"),
+    }
 
 
 def _range(median: float, low: float, high: float) -> str:
@@ -49,13 +52,17 @@ def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) ->
     side = evaluate.compare_with_paper(summary)
     paper_train = pd.read_csv(evaluate.REFERENCE_DIR / "yasaka2018_accuracy.csv").query("split == 'train'")
     lines = ["Table 2. Accuracy, median (range) over sessions: ours | paper", ""]
-    lines.append(f"{'model':<20}{'training ours':>20}{'paper':>20}{'test ours':>20}{'paper':>20}{'Steel P ours':>14}{'paper':>8}")
+    lines.append(
+        f"{'model':<20}{'training ours':>20}{'paper':>20}{'test ours':>20}{'paper':>20}{'Steel P ours':>14}{'paper':>8}"
+    )
     for name, m in summary["models"].items():
         tr = metrics["train_accuracy"].get(name) or {}
         ptr = paper_train[paper_train.model == name].iloc[0]
         pte = side["accuracy"].query("model == @name").iloc[0]
         steel = f"{m['steel']['p']:.3f}" if m["steel"] else "-"
-        paper_p = f"{pte['paper_steel_p_vs_triphasic']:.3f}" if pd.notna(pte["paper_steel_p_vs_triphasic"]) else "-"
+        paper_p = (
+            f"{pte['paper_steel_p_vs_triphasic']:.3f}" if pd.notna(pte["paper_steel_p_vs_triphasic"]) else "-"
+        )
         lines.append(
             f"{PHASE_MODELS[name].label:<20}"
             f"{_range(tr.get('median', float('nan')), tr.get('low', float('nan')), tr.get('high', float('nan'))):>20}"
@@ -67,8 +74,10 @@ def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) ->
     lines += [f"Kruskal-Wallis P across the five models: ours {kw:.4g} | paper < .001", ""]
     lines.append("AUC, A-B vs C-E from the clinical score, median (range): ours | paper")
     for _, row in side["auc"].iterrows():
-        lines.append(f"{PHASE_MODELS[row['model']].label:<20}{_range(row['ours_median'], row['ours_low'], row['ours_high']):>20}"
-                     f"{_range(row['paper_median'], row['paper_low'], row['paper_high']):>20}")
+        lines.append(
+            f"{PHASE_MODELS[row['model']].label:<20}{_range(row['ours_median'], row['ours_low'], row['ours_high']):>20}"
+            f"{_range(row['paper_median'], row['paper_low'], row['paper_high']):>20}"
+        )
     lines += ["", "Table 3. Test sensitivity, median [n/N of the median session]: ours | paper"]
     sens = side["sensitivity"]
     header = f"{'category':<18}" + "".join(f"{PHASE_MODELS[m].label:>26}" for m in summary["models"])
@@ -77,10 +86,15 @@ def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) ->
         cells = []
         for name in summary["models"]:
             r = sens[(sens.model == name) & (sens.category == row)].iloc[0]
-            cells.append(f"{r['ours_median']:.2f} [{int(r['ours_n_correct'])}/{int(r['ours_n_total'])}] | {r['paper_median']:.2f}")
+            cells.append(
+                f"{r['ours_median']:.2f} [{int(r['ours_n_correct'])}/{int(r['ours_n_total'])}] | {r['paper_median']:.2f}"
+            )
         lines.append(f"{row:<18}" + "".join(f"{c:>26}" for c in cells))
     audit = metrics.get("shortcut_audit")
     if audit:
-        lines += ["", f"Shortcut audit (lesion painted over by liver, triphasic): accuracy "
-                      f"{audit['accuracy_without_lesion']:.2f} vs largest-class share {audit['largest_class_share']:.2f}"]
+        lines += [
+            "",
+            f"Shortcut audit (lesion painted over by liver, triphasic): accuracy "
+            f"{audit['accuracy_without_lesion']:.2f} vs largest-class share {audit['largest_class_share']:.2f}",
+        ]
     return "\n".join(lines)

@@ -42,10 +42,19 @@ def code_version() -> str:
         return os.environ["LIVERCORE_CODE_VERSION"]
     try:
         root = Path(__file__).resolve().parents[1]
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import PackageNotFoundError, version
@@ -96,8 +105,14 @@ def run_study(
         path = out / f"predictions_{split}.csv"
         if path.exists():
             preds[split].append(pd.read_csv(path))
-    done = {(m, int(s)) for m, s in preds["test"][0][["model", "session"]].drop_duplicates().itertuples(index=False)} \
-        if preds["test"] else set()
+    done = (
+        {
+            (m, int(s))
+            for m, s in preds["test"][0][["model", "session"]].drop_duplicates().itertuples(index=False)
+        }
+        if preds["test"]
+        else set()
+    )
     for name in models:
         pm = PHASE_MODELS[name]
         for session in range(1, sessions + 1):
@@ -107,8 +122,16 @@ def run_study(
             kwargs: dict[str, Any] = {}
             if validation is not None:
                 kwargs.update(x_val=validation.x, y_val=validation.y)
-            result = train_model(train.x, train.y, phase_model=pm, config=config, seed=seed,
-                                 device=dev, progress=progress, **kwargs)
+            result = train_model(
+                train.x,
+                train.y,
+                phase_model=pm,
+                config=config,
+                seed=seed,
+                device=dev,
+                progress=progress,
+                **kwargs,
+            )
             p_test = predict_proba(result.model, select_channels(test.x, pm))
             p_train = predict_proba(result.model, select_channels(train.x, pm))
             f_test = predictions_frame(name, session, test, p_test)
@@ -126,7 +149,9 @@ def run_study(
                 "code_version": code_version(),
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "device": str(result.device),
-                "device_name": torch.cuda.get_device_name() if str(result.device).startswith("cuda") else platform.processor() or platform.machine(),
+                "device_name": torch.cuda.get_device_name()
+                if str(result.device).startswith("cuda")
+                else platform.processor() or platform.machine(),
                 "training_seconds": round(float(result.seconds), 1),
                 "images_per_second": round(float(result.images_per_s), 1),
                 "test_accuracy": metrics["accuracy"],
@@ -134,15 +159,20 @@ def run_study(
                 "test_auc_clinical": metrics["auc_clinical"]["auc"],
                 "validation_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
             }
-            save_model(out / "weights" / f"{name}_s{session}.pt", result.model, phase_model_name=name, card=card)
+            save_model(
+                out / "weights" / f"{name}_s{session}.pt", result.model, phase_model_name=name, card=card
+            )
             (out / "cards" / f"{name}_s{session}.json").write_text(json.dumps(card, indent=2))
             preds["test"].append(f_test)
             preds["train"].append(f_train)
             for split, frames in preds.items():  # write after every session: a stopped study resumes
                 pd.concat(frames, ignore_index=True).to_csv(out / f"predictions_{split}.csv", index=False)
             if progress:
-                print(f"{name} session {session}: test accuracy {card['test_accuracy']:.3f}, train "
-                      f"{card['train_accuracy']:.3f}, {card['training_seconds']} s on {card['device']}", flush=True)
+                print(
+                    f"{name} session {session}: test accuracy {card['test_accuracy']:.3f}, train "
+                    f"{card['train_accuracy']:.3f}, {card['training_seconds']} s on {card['device']}",
+                    flush=True,
+                )
     return write_metrics(out)
 
 
@@ -170,28 +200,49 @@ def write_metrics(study_dir: str | os.PathLike[str], audit: dict[str, Any] | Non
     return metrics
 
 
-def shortcut_audit(train: Dataset, test: Dataset, *, config: Any = None, device: str | None = None,
-                   seed: int = 99, progress: bool = True) -> dict[str, Any]:
+def shortcut_audit(
+    train: Dataset,
+    test: Dataset,
+    *,
+    config: Any = None,
+    device: str | None = None,
+    seed: int = 99,
+    progress: bool = True,
+) -> dict[str, Any]:
     """phantom.md section 6: the triphasic model trained and tested with every lesion painted over
     by liver. Its accuracy must stay near the largest class share, or the phantom leaks."""
     from livercore.model import predict_proba
     from livercore.train import TrainConfig, choose_device, train_model
 
     pm = PHASE_MODELS["triphasic"]
-    result = train_model(train.x, train.y, phase_model=pm, config=config or TrainConfig(), seed=seed,
-                         device=choose_device(device), progress=progress)
+    result = train_model(
+        train.x,
+        train.y,
+        phase_model=pm,
+        config=config or TrainConfig(),
+        seed=seed,
+        device=choose_device(device),
+        progress=progress,
+    )
     proba = predict_proba(result.model, test.x)
     accuracy = float((proba.argmax(1) == test.y).mean())
     largest = float(np.bincount(test.y, minlength=len(CATEGORIES)).max() / len(test.y))
-    return {"model": "triphasic", "accuracy_without_lesion": accuracy, "largest_class_share": largest,
-            "n_test": len(test), "seed": seed}
+    return {
+        "model": "triphasic",
+        "accuracy_without_lesion": accuracy,
+        "largest_class_share": largest,
+        "n_test": len(test),
+        "seed": seed,
+    }
 
 
 def median_session(study_dir: str | os.PathLike[str], model: str) -> int:
     """The session whose test accuracy is the median of the model's sessions (the lower middle
     for an even count; ties broken by the lowest session number)."""
     test = pd.read_csv(Path(study_dir) / "predictions_test.csv")
-    acc = test[test.model == model].groupby("session").apply(evaluate.accuracy_score).sort_values(kind="stable")
+    acc = (
+        test[test.model == model].groupby("session").apply(evaluate.accuracy_score).sort_values(kind="stable")
+    )
     return int(acc.index[(len(acc) - 1) // 2])
 
 

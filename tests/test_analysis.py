@@ -23,7 +23,10 @@ def models():
 @pytest.fixture(scope="module")
 def case_crops():
     case = generate_case("test-2016", 0, 3)
-    boxes = {p: LesionBox.from_center(*case.lesion_center[p], case.lesion_diameter_mm, case.spacing_mm) for p in PHASES}
+    boxes = {
+        p: LesionBox.from_center(*case.lesion_center[p], case.lesion_diameter_mm, case.spacing_mm)
+        for p in PHASES
+    }
     return case, boxes, preprocess_case(case.hu, boxes, case.spacing_mm)
 
 
@@ -43,7 +46,7 @@ def test_cams_cover_the_crop_and_follow_the_chosen_target(models, case_crops):
     predicted = analyse_case(case.hu, boxes, case.spacing_mm, models, cam_method="GradCAM")
     for r in predicted.results.values():
         assert r.cam is not None and r.cam.shape == (70, 70)
-        assert 0 <= r.cam.min() and r.cam.max() <= 1
+        assert r.cam.min() >= 0 and r.cam.max() <= 1
         assert r.cam_target == r.predicted
     chosen = analyse_case(case.hu, boxes, case.spacing_mm, models, cam_method="GradCAM++", cam_target="E")
     assert all(r.cam_target is Category.E for r in chosen.results.values())

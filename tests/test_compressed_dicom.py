@@ -36,9 +36,18 @@ def test_jpeg2000_abdominal_ct_reads_to_the_same_hu_as_its_uncompressed_twin():
 def _phantom_dataset() -> pydicom.Dataset:
     case = generate_case("test-2016", 0, 1)
     return ct_slice_dataset(
-        case.hu[Phase.ARTERIAL], phase=Phase.ARTERIAL, pixel_spacing_mm=case.spacing_mm, slice_thickness_mm=2.5,
-        patient_id="PH-TEST", study_uid="1.2.3.4", series_uid="1.2.3.4.1", study_date="20160101",
-        injection_time_s=36000.0, manufacturer="GE MEDICAL SYSTEMS", series_number=2)
+        case.hu[Phase.ARTERIAL],
+        phase=Phase.ARTERIAL,
+        pixel_spacing_mm=case.spacing_mm,
+        slice_thickness_mm=2.5,
+        patient_id="PH-TEST",
+        study_uid="1.2.3.4",
+        series_uid="1.2.3.4.1",
+        study_date="20160101",
+        injection_time_s=36000.0,
+        manufacturer="GE MEDICAL SYSTEMS",
+        series_number=2,
+    )
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])

@@ -100,9 +100,7 @@ def _inside(value: float, lo: float, hi: float) -> bool:
 def test_liver_and_aorta_means_by_phase_are_inside_the_tables(rois):
     normal = rois[rois.cirrhosis == 0].median(numeric_only=True)
     assert _inside(normal.liver_unenhanced, 50, 70)
-    assert _inside(
-        normal.liver_arterial - normal.liver_unenhanced, 15, 35
-    )  # U + 20-30, x contrast factor
+    assert _inside(normal.liver_arterial - normal.liver_unenhanced, 15, 35)  # U + 20-30, x contrast factor
     assert _inside(normal.liver_delayed, 88, 112)
     cirrhotic = rois[rois.cirrhosis == 1].median(numeric_only=True)
     assert _inside(cirrhotic.liver_unenhanced, 40, 60)
@@ -114,9 +112,7 @@ def test_liver_and_aorta_means_by_phase_are_inside_the_tables(rois):
     assert _inside(everyone.aorta_delayed, 120, 160)
 
 
-def _big(
-    rois: pd.DataFrame, category: str, subtype: str | None = None, min_mm: float = 12
-) -> pd.DataFrame:
+def _big(rois: pd.DataFrame, category: str, subtype: str | None = None, min_mm: float = 12) -> pd.DataFrame:
     sel = (rois.category == category) & (rois.diameter_mm >= min_mm)
     if subtype:
         sel &= rois.subtype == subtype
@@ -148,9 +144,7 @@ def test_haemangiomas_follow_the_blood_pool(rois):
     assert (abs(d.lesion_unenhanced - d.aorta_unenhanced) < 12).mean() >= 0.85
     flash = d[d.subtype == "flash_filling"]
     assert (flash.lesion_arterial >= 0.6 * flash.aorta_arterial).all()
-    assert (
-        d.lesion_delayed >= d.liver_delayed - 10
-    ).mean() >= 0.7  # fill-in reaches the liver or above
+    assert (d.lesion_delayed >= d.liver_delayed - 10).mean() >= 0.7  # fill-in reaches the liver or above
 
 
 def test_category_c_hyper_and_hypovascular_rules(rois):
@@ -174,8 +168,7 @@ def test_noise_sd_by_slice_thickness(rois):
 
 def _real_noise() -> dict[str, float]:
     summaries = [
-        checks.noise_summary(read_ct_slice(f).hu, 0.703125, (80, 130))
-        for f in sorted(REAL_CT.glob("*.dcm"))
+        checks.noise_summary(read_ct_slice(f).hu, 0.703125, (80, 130)) for f in sorted(REAL_CT.glob("*.dcm"))
     ]
     return pd.DataFrame([s for s in summaries if s["rois"]]).median().to_dict()
 

@@ -26,9 +26,14 @@ def _toy(n: int, seed: int) -> Dataset:
     x = rng.integers(90, 110, (n, 3, 70, 70)).astype(np.uint8)
     for i, k in enumerate(y):
         x[i, :, 25:45, 25:45] = 40 + 40 * k
-    meta = pd.DataFrame({"case_id": [f"t{seed}-{i}" for i in range(n)], "patient_id": [f"p{i}" for i in range(n)],
-                         "category": [CATEGORIES[k].value for k in y],
-                         "subtype": ["hypervascular" if k == 2 else "x" for k in y]})
+    meta = pd.DataFrame(
+        {
+            "case_id": [f"t{seed}-{i}" for i in range(n)],
+            "patient_id": [f"p{i}" for i in range(n)],
+            "category": [CATEGORIES[k].value for k in y],
+            "subtype": ["hypervascular" if k == 2 else "x" for k in y],
+        }
+    )
     return Dataset(x, y.astype(np.int64), meta)
 
 
@@ -36,8 +41,16 @@ def _toy(n: int, seed: int) -> Dataset:
 def toy_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("study")
     config = replace(TrainConfig(), variants_per_image=3, batch_size=32)
-    run_study(_toy(60, 0), _toy(25, 1), out, sessions=3, models=("triphasic", "arterial"), config=config,
-              device="cpu", progress=False)
+    run_study(
+        _toy(60, 0),
+        _toy(25, 1),
+        out,
+        sessions=3,
+        models=("triphasic", "arterial"),
+        config=config,
+        device="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -50,7 +63,16 @@ def test_study_writes_predictions_metrics_cards_and_weights(toy_study: Path):
     metrics = json.loads((toy_study / "metrics.json").read_text())
     assert set(metrics["summary"]["models"]) == {"triphasic", "arterial"}
     card = json.loads((toy_study / "cards" / "arterial_s2.json").read_text())
-    for key in ("trained_on", "seed", "config", "code_version", "date", "device", "training_seconds", "test_accuracy"):
+    for key in (
+        "trained_on",
+        "seed",
+        "config",
+        "code_version",
+        "date",
+        "device",
+        "training_seconds",
+        "test_accuracy",
+    ):
         assert key in card
     assert (toy_study / "weights" / "triphasic_s3.pt").exists()
 
@@ -58,20 +80,35 @@ def test_study_writes_predictions_metrics_cards_and_weights(toy_study: Path):
 def test_a_stopped_study_resumes_without_retraining(toy_study: Path):
     before = (toy_study / "weights" / "triphasic_s1.pt").stat().st_mtime_ns
     config = replace(TrainConfig(), variants_per_image=3, batch_size=32)
-    run_study(_toy(60, 0), _toy(25, 1), toy_study, sessions=3, models=("triphasic",), config=config,
-              device="cpu", progress=False)
+    run_study(
+        _toy(60, 0),
+        _toy(25, 1),
+        toy_study,
+        sessions=3,
+        models=("triphasic",),
+        config=config,
+        device="cpu",
+        progress=False,
+    )
     assert (toy_study / "weights" / "triphasic_s1.pt").stat().st_mtime_ns == before
     assert len(pd.read_csv(toy_study / "predictions_test.csv")) == 2 * 3 * 25
 
 
 def test_ship_takes_the_median_accuracy_session(toy_study: Path, tmp_path: Path):
     test = pd.read_csv(toy_study / "predictions_test.csv")
-    acc = test[test.model == "arterial"].assign(ok=lambda d: d.category == d.predicted).groupby("session").ok.mean()
+    acc = (
+        test[test.model == "arterial"]
+        .assign(ok=lambda d: d.category == d.predicted)
+        .groupby("session")
+        .ok.mean()
+    )
     chosen = median_session(toy_study, "arterial")
     assert acc[chosen] == sorted(acc)[1]
     shipped = ship(toy_study, tmp_path)
     assert shipped["arterial"] == chosen
-    assert (tmp_path / "arterial.pt").read_bytes() == (toy_study / "weights" / f"arterial_s{chosen}.pt").read_bytes()
+    assert (tmp_path / "arterial.pt").read_bytes() == (
+        toy_study / "weights" / f"arterial_s{chosen}.pt"
+    ).read_bytes()
     assert (tmp_path / "study" / "predictions_test.csv").exists()
 
 
@@ -84,7 +121,9 @@ def test_report_json_and_text(toy_study: Path, capsys: pytest.CaptureFixture[str
     assert set(tri["sensitivity_median"]) == {"A", "B", "C", "C_hypervascular", "C_hypovascular", "D", "E"}
     assert main(["study", "report", str(toy_study)]) == 0
     text = capsys.readouterr().out
-    assert "Table 2" in text and "Table 3" in text and "0.84 (0.82-0.90)" in text  # the paper's triphasic test
+    assert (
+        "Table 2" in text and "Table 3" in text and "0.84 (0.82-0.90)" in text
+    )  # the paper's triphasic test
 
 
 # --- the shipped models ----------------------------------------------------------------------
@@ -140,7 +179,8 @@ def test_predict_cli_from_three_dicom_files_and_a_box(tmp_path: Path, capsys: py
     half = m["lesion_diameter_mm"] / m["pixel_spacing_mm"] / 2
     box = f"{r - half},{c - half},{r + half},{c + half}"
     args = ["predict", "--json", "--box", box] + [
-        a for p in ("unenhanced", "arterial", "delayed") for a in (f"--{p}", str(tmp_path / m[p]))]
+        a for p in ("unenhanced", "arterial", "delayed") for a in (f"--{p}", str(tmp_path / m[p]))
+    ]
     assert main(args) == 0
     assert len(json.loads(capsys.readouterr().out)[0]["models"]) == 5
     assert main(["predict", "--unenhanced", "x.dcm"]) == 2  # a clear error, no traceback

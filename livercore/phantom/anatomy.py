@@ -97,9 +97,7 @@ def render_section(patient: Patient, rng: np.random.Generator, level: float) -> 
     rv = rng.uniform(15, 19)
     p.spine = (yv, rv)
     for side in (-1, 1):  # paraspinal and psoas-like muscles
-        shapes.ellipse(
-            fixed, side * (rv + 16), yv + rv * 0.9, 20, 17, hu["muscle"], theta=side * 0.3
-        )
+        shapes.ellipse(fixed, side * (rv + 16), yv + rv * 0.9, 20, 17, hu["muscle"], theta=side * 0.3)
     shapes.ellipse(fixed, 0, yv, rv * 1.15, rv, hu["cortical_bone"], edge_mm=0.8)
     shapes.ellipse(fixed, 0, yv, rv * 1.15 - 2, rv - 2, hu["vertebra"], edge_mm=0.8)
     shapes.ellipse(fixed, 0, yv + rv + 9, 9, 11, hu["cortical_bone"])
@@ -184,9 +182,7 @@ def _liver_mask(
     _, x, y = half.grid(0.0, 0.0, half.size * half.spacing_mm / 2)
     shrink = 0.85 if p.cirrhotic else 1.0
     surface = (
-        tuple((int(k), 0.012, rng.uniform(0, 6.3)) for k in rng.integers(14, 30, 3))
-        if p.cirrhotic
-        else ()
+        tuple((int(k), 0.012, rng.uniform(0, 6.3)) for k in rng.integers(14, 30, 3)) if p.cirrhotic else ()
     )
     size_at_level = 1.0 - 0.25 * abs(level - 0.45)
     right_c = (-ai * rng.uniform(0.38, 0.48), -bi * rng.uniform(-0.02, 0.1))
@@ -289,9 +285,7 @@ def _organs(
         box, x, y = canvas.grid(sc[0], sc[1], max(shape) * 1.2)
         d, bnd = shapes.polar_radius(x, y, *shape, 0.55)
         # Arciform (zebra) enhancement in the arterial phase: bands along the long axis.
-        bands = np.sin(
-            (x * np.cos(0.55) + y * np.sin(0.55)) * rng.uniform(0.12, 0.2) + rng.uniform(0, 6.3)
-        )
+        bands = np.sin((x * np.cos(0.55) + y * np.sin(0.55)) * rng.uniform(0.12, 0.2) + rng.uniform(0, 6.3))
         spleen_values = [hu["spleen"][0], hu["spleen"][1] + 18 * bands, hu["spleen"][2]]
         canvas.paint(box, shapes.ramp(d - bnd, 1.0), spleen_values)
     if level < 0.75:
@@ -318,9 +312,7 @@ def _organs(
             ka, kb = rng.uniform(20, 26) * grow, rng.uniform(14, 19) * grow
             shapes.ellipse(canvas, *kc, ka + 4, kb + 4, hu["fat"], theta=side * 1.0)
             shapes.ellipse(canvas, *kc, ka, kb, hu["kidney_cortex"], theta=side * 1.0)
-            shapes.ellipse(
-                canvas, *kc, ka * 0.62, kb * 0.62, hu["kidney_medulla"], theta=side * 1.0
-            )
+            shapes.ellipse(canvas, *kc, ka * 0.62, kb * 0.62, hu["kidney_medulla"], theta=side * 1.0)
     if level > 0.65:
         for _ in range(rng.integers(1, 4)):
             bc = (ai * rng.uniform(0.0, 0.45), -bi * rng.uniform(0.2, 0.6))  # colon, anterior left
@@ -329,6 +321,4 @@ def _organs(
             if liver_mask[np.clip(row, 0, canvas.size - 1), np.clip(col, 0, canvas.size - 1)] > 0.1:
                 continue  # the colon lies beside the liver, not in it
             shapes.ellipse(canvas, *bc, r + 2.5, r + 2.5, hu["bowel_wall"])
-            shapes.ellipse(
-                canvas, *bc, r, r, hu["air"] if rng.random() < 0.5 else hu["bowel_content"]
-            )
+            shapes.ellipse(canvas, *bc, r, r, hu["air"] if rng.random() < 0.5 else hu["bowel_content"])

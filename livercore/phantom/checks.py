@@ -43,15 +43,11 @@ def roi_table(manifest: pd.DataFrame, root: str | os.PathLike[str]) -> pd.DataFr
             sp = ct.pixel_spacing_mm[0]
             ph = phase.value
             lesion_r = LESION_ROI_FRACTION * case["lesion_diameter_mm"] / 2 / sp
-            lesion, _ = disk_stats(
-                ct.hu, case[f"lesion_row_{ph}"], case[f"lesion_col_{ph}"], lesion_r
-            )
+            lesion, _ = disk_stats(ct.hu, case[f"lesion_row_{ph}"], case[f"lesion_col_{ph}"], lesion_r)
             liver, liver_sd = disk_stats(
                 ct.hu, case[f"liver_row_{ph}"], case[f"liver_col_{ph}"], LIVER_ROI_MM / sp
             )
-            aorta, _ = disk_stats(
-                ct.hu, case[f"aorta_row_{ph}"], case[f"aorta_col_{ph}"], AORTA_ROI_MM / sp
-            )
+            aorta, _ = disk_stats(ct.hu, case[f"aorta_row_{ph}"], case[f"aorta_col_{ph}"], AORTA_ROI_MM / sp)
             rows.append(
                 {
                     "case_id": case["case_id"],
@@ -72,9 +68,7 @@ def roi_table(manifest: pd.DataFrame, root: str | os.PathLike[str]) -> pd.DataFr
 
 def wide(table: pd.DataFrame) -> pd.DataFrame:
     """ROI table with one row per case and columns like lesion_arterial, liver_delayed."""
-    out = table.pivot(
-        index="case_id", columns="phase", values=["lesion", "liver", "aorta", "liver_sd"]
-    )
+    out = table.pivot(index="case_id", columns="phase", values=["lesion", "liver", "aorta", "liver_sd"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     meta = table.drop_duplicates("case_id").set_index("case_id")[
         ["category", "subtype", "diameter_mm", "cirrhosis", "necrosis"]
@@ -118,9 +112,7 @@ def homogeneous_rois(
     return out
 
 
-def noise_power_spectrum(
-    rois: list[np.ndarray], spacing_mm: float
-) -> tuple[np.ndarray, np.ndarray]:
+def noise_power_spectrum(rois: list[np.ndarray], spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged 2D NPS (HU^2 mm^2) of detrended ROIs: (frequencies in cycles/mm, NPS)."""
     roi = rois[0].shape[0]
     nps = np.mean([np.abs(np.fft.fft2(r)) ** 2 for r in rois], axis=0) * spacing_mm**2 / roi**2
@@ -132,9 +124,7 @@ def noise_power_spectrum(
     return (edges[:-1] + edges[1:]) / 2, prof
 
 
-def noise_summary(
-    hu: np.ndarray, spacing_mm: float, mean_range: tuple[float, float]
-) -> dict[str, float]:
+def noise_summary(hu: np.ndarray, spacing_mm: float, mean_range: tuple[float, float]) -> dict[str, float]:
     """Noise SD (HU) of homogeneous liver and the NPS peak and centroid (cycles/mm) in NPS_BAND."""
     rois = homogeneous_rois(hu, mean_range)
     if not rois:

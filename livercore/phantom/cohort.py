@@ -73,9 +73,7 @@ def _cohort_key(cohort: str) -> int:
 
 
 def _split_subtypes(counts: dict[str, int]) -> list[tuple[Category, str]]:
-    return [
-        (Category(k.split("/")[0]), k.split("/")[1]) for k, n in counts.items() for _ in range(n)
-    ]
+    return [(Category(k.split("/")[0]), k.split("/")[1]) for k, n in counts.items() for _ in range(n)]
 
 
 def _largest_remainder(weights: dict[str, int], total: int) -> dict[str, int]:
@@ -104,9 +102,7 @@ def cohort_layout(cohort: str, seed: int = 0, size: int | None = None) -> tuple[
         vendors = _vendors_by_category(rng, items)
         rows = [(i, 0, 0, 1, cat, sub, vendors[i]) for i, (cat, sub) in enumerate(items)]
     return tuple(
-        ImageSet(
-            i, f"{cohort}-{seed}-{i:04d}", f"PH{key}{pat:04d}", pat, les, sec, nsec, cat, sub, ven
-        )
+        ImageSet(i, f"{cohort}-{seed}-{i:04d}", f"PH{key}{pat:04d}", pat, les, sec, nsec, cat, sub, ven)
         for i, (pat, les, sec, nsec, cat, sub, ven) in enumerate(rows)
     )
 
@@ -147,9 +143,7 @@ def _train_layout(rng: np.random.Generator) -> list[tuple]:
             for p in range(len(counts))
             if cat_of[p] is les[0] and counts[p] < spec.TRAIN_MAX_LESIONS_PER_PATIENT
         ]
-        pool = same or [
-            p for p in range(len(counts)) if counts[p] < spec.TRAIN_MAX_LESIONS_PER_PATIENT
-        ]
+        pool = same or [p for p in range(len(counts)) if counts[p] < spec.TRAIN_MAX_LESIONS_PER_PATIENT]
         p = int(rng.choice(pool))
         owner.append(p)
         counts[p] += 1
@@ -182,7 +176,9 @@ def _lesion_diameter(rng: np.random.Generator, category: Category, subtype: str)
     return d
 
 
-def generate_case(cohort: str, seed: int, index: int, size: int | None = None, *, lesion: bool = True) -> Case:
+def generate_case(
+    cohort: str, seed: int, index: int, size: int | None = None, *, lesion: bool = True
+) -> Case:
     """Make case `index` of a cohort: three phases at 512 x 512 in HU with ground truth.
 
     With ``lesion=False`` the same case is drawn with the lesion painted over by liver (the
@@ -238,9 +234,7 @@ def generate_case(cohort: str, seed: int, index: int, size: int | None = None, *
             continue
         chord = float(np.sqrt(max(1 - (z_offsets[p] / max(radius, 1e-3)) ** 2, 0.35**2)))
         if plan.flags["bile_duct_dilatation"]:
-            lesions.paint_ducts(
-                section.mobile, plan, center_mm, p, patient.hu["fluid"][0] + 8, lesion_seed
-            )
+            lesions.paint_ducts(section.mobile, plan, center_mm, p, patient.hu["fluid"][0] + 8, lesion_seed)
         for ex_plan, ex_center in extra:
             lesions.paint_lesion(
                 section.mobile,
@@ -265,14 +259,9 @@ def generate_case(cohort: str, seed: int, index: int, size: int | None = None, *
             )
         )
 
-    shifts: list[tuple[int, int]] = [(0, 0)] + [
-        tuple(
-            int(v)
-            for v in np.rint(srng.uniform(-1, 1, 2) * spec.MISREGISTRATION_MM / sp / np.sqrt(2))
-        )
-        for _ in range(2)
-    ]
-    shifts = [shifts[1], shifts[0], shifts[2]]  # arterial is the reference position
+    # In-plane misregistration of U and D against the arterial reference, whole pixels.
+    offsets = np.rint(srng.uniform(-1, 1, (2, 2)) * spec.MISREGISTRATION_MM / sp / np.sqrt(2)).astype(int)
+    shifts = [(int(offsets[0, 0]), int(offsets[0, 1])), (0, 0), (int(offsets[1, 0]), int(offsets[1, 1]))]
     size_factor = (patient.body_width_mm / spec.NOISE_REFERENCE_WIDTH_MM) ** 0.9
     nrng = np.random.default_rng([ck, seed, 4, iset.index])
     liver_center_mm = _liver_roi(section, srng, center_mm, radius)
@@ -320,16 +309,12 @@ def generate_case(cohort: str, seed: int, index: int, size: int | None = None, *
     )
 
 
-def _liver_pixels(
-    section: anatomy.Section, threshold: float = 0.999
-) -> tuple[np.ndarray, np.ndarray]:
+def _liver_pixels(section: anatomy.Section, threshold: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.nonzero(section.liver_mask >= threshold)
     return rows, cols
 
 
-def _to_mm(
-    section: anatomy.Section, rows: np.ndarray, cols: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _to_mm(section: anatomy.Section, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     half = section.mobile.size / 2
     sp = section.mobile.spacing_mm
     return (cols + 0.5 - half) * sp, (rows + 0.5 - half) * sp
@@ -396,14 +381,10 @@ def _liver_roi(
 
     liver_u = section.mobile.image[0]
     target = (
-        float(np.median(liver_u[section.liver_mask > 0.999]))
-        if (section.liver_mask > 0.999).any()
-        else 0.0
+        float(np.median(liver_u[section.liver_mask > 0.999])) if (section.liver_mask > 0.999).any() else 0.0
     )
     clean = (section.liver_mask > 0.999) & (np.abs(liver_u - target) < 12)
-    clean[::, ::] &= (
-        np.abs(section.mobile.image[1] - np.median(section.mobile.image[1][clean])) < 15
-    )
+    clean[::, ::] &= np.abs(section.mobile.image[1] - np.median(section.mobile.image[1][clean])) < 15
     roi_px = int(np.ceil(6.0 / section.mobile.spacing_mm))
     clean = minimum_filter(clean.astype(np.uint8), size=2 * roi_px + 1) > 0
     rows, cols = np.nonzero(clean)

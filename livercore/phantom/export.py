@@ -124,9 +124,7 @@ def atlas_cases(seed: int = 0) -> Iterator[tuple[Category, str, Case]]:
         for subtype in subtypes:
             for cohort, layout, size in sources:
                 matches = [
-                    s
-                    for s in layout
-                    if s.category is category and s.subtype == subtype and s.section == 0
+                    s for s in layout if s.category is category and s.subtype == subtype and s.section == 0
                 ][:4]
                 if matches:
                     cases = [generate_case(cohort, seed, s.index, size) for s in matches]
@@ -156,9 +154,7 @@ def montage(
             u8 = window_to_uint8(case.hu[phase], phase.window)
             r, c = case.lesion_center[phase]
             crop = crop_square(u8, r, c, side)
-            tiles.append(
-                np.asarray(Image.fromarray(crop).resize((tile, tile), Image.Resampling.BICUBIC))
-            )
+            tiles.append(np.asarray(Image.fromarray(crop).resize((tile, tile), Image.Resampling.BICUBIC)))
         label = Image.new("L", (label_w, tile), 0)
         draw = ImageDraw.Draw(label)
         draw.text((10, 10), f"{category.value}  {category.info.name}", fill=255, font_size=22)

@@ -23,9 +23,7 @@ def composite(
     return fixed + alpha * (mobile - fixed)
 
 
-def blur(
-    image: np.ndarray, *, psf_sigma_mm: float, thickness_mm: float, spacing_mm: float
-) -> np.ndarray:
+def blur(image: np.ndarray, *, psf_sigma_mm: float, thickness_mm: float, spacing_mm: float) -> np.ndarray:
     """In-plane Gaussian PSF, widened by the slice's partial volume (thicker slices blur edges more)."""
     sigma_mm = float(np.hypot(psf_sigma_mm, 0.12 * thickness_mm))
     return gaussian_filter(image, sigma_mm / spacing_mm, mode="nearest")

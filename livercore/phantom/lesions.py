@@ -53,9 +53,7 @@ class LesionPlan:
     params: dict[str, float]
     flags: dict[str, bool]
     textures: np.ndarray = field(repr=False)  # (2, G, G) unit-SD smooth fields
-    spots: list[tuple[float, float, float]] = field(
-        default_factory=list
-    )  # (u, v, radius) in R units
+    spots: list[tuple[float, float, float]] = field(default_factory=list)  # (u, v, radius) in R units
 
     @property
     def radius_mm(self) -> float:
@@ -66,16 +64,12 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
 
-def plan_lesion(
-    rng: np.random.Generator, category: Category, subtype: str, diameter_mm: float
-) -> LesionPlan:
+def plan_lesion(rng: np.random.Generator, category: Category, subtype: str, diameter_mm: float) -> LesionPlan:
     """Draw a lesion of `category`/`subtype` and diameter (mm) at its largest section."""
     f = dict.fromkeys(FLAGS, False)
     p: dict[str, float] = {}
     lobes: list[tuple[int, float, float]] = [(2, 0.03, _u(rng, 0, 6.3)), (3, 0.02, _u(rng, 0, 6.3))]
-    textures = np.stack(
-        [shapes.smooth_field(rng, (TEXTURE_GRID, TEXTURE_GRID), 2.5) for _ in range(2)]
-    )
+    textures = np.stack([shapes.smooth_field(rng, (TEXTURE_GRID, TEXTURE_GRID), 2.5) for _ in range(2)])
     spots: list[tuple[float, float, float]] = []
     big = diameter_mm > 50
 
@@ -131,9 +125,7 @@ def plan_lesion(
             hyper = rng.random() < 0.7
             p["dU"] = -_u(rng, 5, 15)
             p["dA"], p["dD"] = (
-                (_u(rng, 30, 65), -_u(rng, 0, 15))
-                if hyper
-                else (-_u(rng, 10, 30), -_u(rng, 10, 25))
+                (_u(rng, 30, 65), -_u(rng, 0, 15)) if hyper else (-_u(rng, 10, 30), -_u(rng, 10, 25))
             )
             f["aphe"] = hyper
             f["multiple"] = rng.random() < 0.5
@@ -168,9 +160,7 @@ def plan_lesion(
             elif kind < 0.45:
                 f["central_scar"] = True
                 lobes.append((4, 0.05, _u(rng, 0, 6.3)))
-                p.update(
-                    dU=-_u(rng, 0, 6), dA=_u(rng, 25, 45), dD=_u(rng, -5, 5), scar_dD=_u(rng, 5, 15)
-                )
+                p.update(dU=-_u(rng, 0, 6), dA=_u(rng, 25, 45), dD=_u(rng, -5, 5), scar_dD=_u(rng, 5, 15))
             else:
                 p.update(dU=-_u(rng, 0, 8), dA=_u(rng, 15, 40), dD=_u(rng, -8, 8))
             f["aphe"] = True

@@ -83,9 +83,7 @@ def polar_radius(
     v = -x * st + y * ct
     dist = np.sqrt(u * u + v * v) + np.float32(1e-6)
     # The ellipse's radius along the ray through a point: dist / sqrt((u/a)^2 + (v/b)^2).
-    boundary = dist / np.sqrt(
-        (u / np.float32(a)) ** 2 + (v / np.float32(b)) ** 2 + np.float32(1e-12)
-    )
+    boundary = dist / np.sqrt((u / np.float32(a)) ** 2 + (v / np.float32(b)) ** 2 + np.float32(1e-12))
     if lobes:
         phi = np.arctan2(v, u)
         mod = np.ones_like(phi)

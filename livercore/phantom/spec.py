@@ -57,9 +57,7 @@ class Vendor:
 
 VENDORS: dict[str, Vendor] = {
     "T": Vendor("T", "TOSHIBA", "Aquilion ONE (phantom)", "FC03", 3.0, 0.55, 1.04),
-    "G": Vendor(
-        "G", "GE MEDICAL SYSTEMS", "Discovery CT750 HD (phantom)", "STANDARD", 2.5, 0.50, 0.96
-    ),
+    "G": Vendor("G", "GE MEDICAL SYSTEMS", "Discovery CT750 HD (phantom)", "STANDARD", 2.5, 0.50, 0.96),
 }
 UNENHANCED_THICKNESS_MM = 5.0
 NOISE_SD_HU = {"thick": (8.5, 11.5), "thin": (11.5, 15.5)}  # U 5 mm 8-12; A/D 11-16
