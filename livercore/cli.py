@@ -147,6 +147,17 @@ def _crops_from_files(args: argparse.Namespace):
     )
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from livercore.validate import validate_file
+
+    all_ok = True
+    for path in args.files:
+        ok, what = validate_file(path)
+        all_ok &= ok
+        print(f"{'OK' if ok else 'ERROR'} {path}: {what}")
+    return 0 if all_ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livercore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--box", help="lesion box ROW0,COL0,ROW1,COL1 in pixels (same in every phase)")
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(func=_predict)
+
+    val = sub.add_parser("validate", help="check upload files: one OK or ERROR line per file")
+    val.add_argument("files", nargs="+")
+    val.set_defaults(func=_validate)
     return parser
 
 
