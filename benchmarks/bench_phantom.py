@@ -1,6 +1,6 @@
 """Phantom export speed: test-2016 and train-2013 as DICOM with manifests, all cores.
 
-    python benchmarks/bench_phantom.py   ->  benchmarks/results/phantom_export.json
+python benchmarks/bench_phantom.py   ->  benchmarks/results/phantom_export.json
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from livercore.phantom.export import export_cohort
 
 
 def main() -> dict:
-    result: dict = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "load_average_before": os.getloadavg()[0]}
+    result: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_before": os.getloadavg()[0],
+    }
     for cohort in ("test-2016", "train-2013"):
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
