@@ -61,11 +61,28 @@ def _study_run(args: argparse.Namespace) -> int:
     test = _dataset(args.test, args.seed, cache)
     models = tuple(args.models.split(",")) if args.models else MODEL_NAMES
     note = f"{args.train} (seed {args.seed}): {len(train)} image sets"
-    run_study(train, test, out, sessions=args.sessions, models=models, device=args.device, data_note=note)
+    from dataclasses import replace
+
+    from livercore.study import study_config
+
+    config = study_config()
+    if args.variants:
+        config = replace(config, variants_per_image=args.variants)
+    run_study(
+        train,
+        test,
+        out,
+        sessions=args.sessions,
+        models=models,
+        device=args.device,
+        data_note=note,
+        config=config,
+    )
     if args.audit and not args.train.endswith(".csv"):
         audit = shortcut_audit(
             _dataset(args.train, args.seed, cache, lesion=False),
             _dataset(args.test, args.seed, cache, lesion=False),
+            config=config,
             device=args.device,
         )
         write_metrics(out, audit)
