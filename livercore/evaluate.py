@@ -53,9 +53,7 @@ def _labels(df: pd.DataFrame, column: str) -> np.ndarray:
     try:
         return np.array([Category(v).value for v in df[column]], dtype=object)
     except ValueError as err:
-        raise InputError(
-            f"Column '{column}' holds a value that is not a category A-E: {err}"
-        ) from err
+        raise InputError(f"Column '{column}' holds a value that is not a category A-E: {err}") from err
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -173,7 +171,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _auc_dict(roc: MalignancyRoc) -> dict[str, float]:
+def _auc_dict(df: pd.DataFrame, score: str) -> dict[str, float]:
+    """AUC with its DeLong CI; NaN when the cohort has too few malignant or benign cases
+    (a small site cohort must not stop the whole study at its metrics)."""
+    try:
+        roc = roc_malignant(df, score=score)  # type: ignore[arg-type]
+    except ValueError:
+        return {"auc": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
     return {"auc": roc.auc, "ci_low": roc.ci_low, "ci_high": roc.ci_high}
 
 
@@ -193,8 +197,8 @@ def session_metrics(df: pd.DataFrame) -> dict[str, Any]:
         "session": _plain(session),
         "n_cases": len(df),
         "accuracy": accuracy_score(df),
-        "auc_clinical": _auc_dict(roc_malignant(df, score="clinical")),
-        "auc_probability": _auc_dict(roc_malignant(df, score="probability")),
+        "auc_clinical": _auc_dict(df, "clinical"),
+        "auc_probability": _auc_dict(df, "probability"),
         "categories": {
             row: {col: _plain(v) for col, v in values.items()}
             for row, values in table.to_dict(orient="index").items()

@@ -185,3 +185,42 @@ def test_predict_cli_from_three_dicom_files_and_a_box(tmp_path: Path, capsys: py
     assert len(json.loads(capsys.readouterr().out)[0]["models"]) == 5
     assert main(["predict", "--unenhanced", "x.dcm"]) == 2  # a clear error, no traceback
     assert "error:" in capsys.readouterr().err
+
+
+def test_study_cli_trains_on_a_sites_own_dicom_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """Bring your own cohort: DICOM files and a manifest with the phantom export's columns."""
+    from livercore.phantom.export import export_cohort
+
+    export_cohort("site-train", tmp_path / "train", seed=5, size=10, workers=1)
+    export_cohort("site-test", tmp_path / "test", seed=6, size=4, workers=1)
+    out = tmp_path / "study"
+    args = [
+        "study",
+        "run",
+        "--train",
+        str(tmp_path / "train" / "manifest.csv"),
+        "--test",
+        str(tmp_path / "test" / "manifest.csv"),
+        "--sessions",
+        "1",
+        "--models",
+        "triphasic,delayed",
+        "--variants",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    predictions = pd.read_csv(out / "predictions_test.csv")
+    assert sorted(predictions.model.unique()) == ["delayed", "triphasic"] and len(predictions) == 8
+    assert json.loads((out / "cards" / "triphasic_s1.json").read_text())["config"]["variants_per_image"] == 2
+
+
+def test_a_manifest_with_missing_columns_is_refused_with_a_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    (tmp_path / "m.csv").write_text("case_id,category\nx,A\n")
+    assert main(["study", "run", "--train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "lacks the column" in capsys.readouterr().err
