@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +24,10 @@ import torch.nn.functional as F
 class AugmentConfig:
     max_rotation_deg: float = 180.0  # a lesion has no preferred orientation in an axial crop
     max_shift: float = 0.1  # fraction of the side (7 px): the lesion stays in view, off-centre
-    min_zoom: float = 1.0  # never shrink: a smaller lesion would mean a different-sized mass
-    max_zoom: float = 1.5  # "strong enlargement"; covers test crops (central 500 of 594-644 px)
+    min_zoom: float = 1.0  # the paper only enlarged; shrinking would pad the crop with no data
+    max_zoom: float = 1.5  # "strong enlargement"; spans the test crops' 1.19-1.29x (500 of 594-644 px)
     max_noise_std: float = 0.03  # in [0, 1] units: ~9 HU at width 290, near the scanners' SD 11-13
-    padding_mode: str = "reflection"  # rotated corners mirror tissue instead of a black frame
+    padding_mode: Literal["zeros", "border", "reflection"] = "reflection"  # corners mirror tissue
 
 
 def random_affine(
