@@ -1,0 +1,112 @@
+"""The example (teaching) cases shipped with the app in ``cases/``.
+
+``cases/manifest.csv`` (written by :mod:`livercore.app.build_cases`) lists each case with its
+three DICOM files, per-phase lesion, liver-ROI and aorta centres (pixels), lesion diameter,
+finding flags and a one-sentence ``findings``. Paths are only ever built from the manifest's
+own case ids, never from a user's text (the ``?case=`` link is looked up, not joined).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from livercore import dicom_io
+from livercore.app.inputs import Reference, ReviewCase, make_case
+from livercore.errors import InputError
+from livercore.preprocess import LesionBox
+from livercore.vocab import PHASES, Category
+
+DEFAULT_CASES_DIR = Path(__file__).resolve().parents[2] / "cases"
+
+
+def cases_dir() -> Path:
+    """The example-case folder: $LIVERCORE_CASES, else ``cases/`` beside the package."""
+    return Path(os.environ.get("LIVERCORE_CASES") or DEFAULT_CASES_DIR)
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """One row of the example-case manifest."""
+
+    number: int  # 1-based position in the library, the resident's handle ("Case 3")
+    case_id: str
+    category: Category
+    subtype: str
+    diameter_mm: float
+    findings: str
+
+    @property
+    def label(self) -> str:
+        return f"Case {self.number}"
+
+
+def read_manifest(root: Path | None = None) -> pd.DataFrame:
+    """The manifest as a table (empty when there is no library)."""
+    path = (root or cases_dir()) / "manifest.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def library_entries(root: Path | None = None) -> list[LibraryEntry]:
+    """The example cases in manifest order."""
+    manifest = read_manifest(root)
+    return [
+        LibraryEntry(
+            number=i,
+            case_id=str(r.case_id),
+            category=Category(r.category),
+            subtype=str(r.subtype),
+            diameter_mm=float(r.lesion_diameter_mm),
+            findings=str(r.findings) if "findings" in manifest.columns else "",
+        )
+        for i, r in enumerate(manifest.itertuples(index=False), start=1)
+    ]
+
+
+def load_library_case(case_id: str, root: Path | None = None) -> ReviewCase:
+    """Read an example case's three DICOM files with its lesion, liver ROI and aorta preselected."""
+    base = root or cases_dir()
+    manifest = read_manifest(base)
+    rows = manifest[manifest["case_id"] == case_id] if "case_id" in manifest.columns else manifest
+    if rows.empty:
+        raise InputError(f"There is no example case '{case_id[:40]}'; choose one from the list.")
+    row = rows.iloc[0]
+    slices = {p: dicom_io.read_ct_slice(base / str(row[p.value])) for p in PHASES}
+    spacing = {p: float(sum(slices[p].pixel_spacing_mm) / 2) for p in PHASES}
+    boxes = {
+        p: LesionBox.from_center(
+            float(row[f"lesion_row_{p.value}"]),
+            float(row[f"lesion_col_{p.value}"]),
+            float(row["lesion_diameter_mm"]),
+            spacing[p],
+        )
+        for p in PHASES
+    }
+    number = next(e.number for e in library_entries(base) if e.case_id == case_id)
+    return make_case(
+        source="library",
+        title=f"Example case {number}",
+        images={p: slices[p].hu for p in PHASES},
+        spacing_mm=spacing,
+        is_hu=True,
+        metadata={p: slices[p].metadata() for p in PHASES},
+        case_id=case_id,
+        lesion_boxes=boxes,
+        liver_centres={
+            p: (float(row[f"liver_row_{p.value}"]), float(row[f"liver_col_{p.value}"])) for p in PHASES
+        },
+        aorta_centres={
+            p: (float(row[f"aorta_row_{p.value}"]), float(row[f"aorta_col_{p.value}"])) for p in PHASES
+        },
+        reference=Reference(
+            Category(row["category"]),
+            str(row["subtype"]),
+            float(row["lesion_diameter_mm"]),
+            str(row.get("findings", "")),
+        ),
+    )

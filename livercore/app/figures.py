@@ -1,0 +1,268 @@
+"""Plotly figures and overlay images of the app: viewer, probabilities, time-attenuation, CAMs.
+
+Images are (H, W) arrays; the viewer's data coordinates are x = column, y = row (pixels), so a
+selection maps straight back to the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.colors import hex_to_rgb, sample_colorscale
+
+from livercore.app.measure import Measurements, Point
+from livercore.preprocess import LesionBox, window_to_uint8
+from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Phase, Window
+
+MARK_COLOURS = {"lesion": "#F0E442", "liver": "#56B4E9", "aorta": "#E69F00"}  # Okabe-Ito: yellow, sky, orange
+VIEWER_PX = 320  # square: with scaleanchor, any other aspect would shift the field the zoom asked for
+GRID_POINTS = 90  # clickable grid points per side: about 2 mm apart on a 512 matrix
+CAM_COLOURSCALE = "Turbo"  # perceptually ordered rainbow: dark blue (low) to dark red (high)
+
+
+def _cam_lut() -> np.ndarray:
+    """256-entry RGB lookup table of the CAM colour scale."""
+    colours = sample_colorscale(CAM_COLOURSCALE, list(np.linspace(0.0, 1.0, 256)))
+    out = []
+    for c in colours:
+        if c.startswith("#"):
+            out.append(hex_to_rgb(c))
+        else:  # "rgb(r, g, b)"
+            out.append(tuple(round(float(v)) for v in c[c.index("(") + 1 : -1].split(",")))
+    return np.array(out, dtype=np.uint8)
+
+
+def display_u8(image: np.ndarray, window: Window | None) -> np.ndarray:
+    """(H, W) uint8 for display: HU through `window`, or an already windowed uint8 image as is."""
+    if window is None:
+        return np.asarray(image, np.uint8)
+    return window_to_uint8(image, window)
+
+
+def png_data_uri(image_u8: np.ndarray) -> str:
+    """A (H, W) or (H, W, 3) uint8 image as a PNG data URI (no metadata chunks)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image_u8, np.uint8)).save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def viewer_figure(
+    png_uri: str,
+    shape: tuple[int, int],
+    *,
+    box: LesionBox | None = None,
+    liver: Point | None = None,
+    aorta: Point | None = None,
+    roi_radius_px: float | None = None,
+    clickable: bool = False,
+    zoom: float = 1.0,
+    centre: Point | None = None,
+    size_px: int = VIEWER_PX,
+) -> go.Figure:
+    """One phase in the viewer: the image, the marks, and (when clickable) an invisible grid
+    whose points a click selects (plotly selects points, not image pixels)."""
+    rows, cols = shape
+    fig = go.Figure(go.Image(source=png_uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
+    if clickable:
+        step = max(max(rows, cols) // GRID_POINTS, 1)
+        gy, gx = np.mgrid[step // 2 : rows : step, step // 2 : cols : step]
+        fig.add_trace(
+            go.Scatter(
+                x=gx.ravel(),
+                y=gy.ravel(),
+                mode="markers",
+                hoverinfo="none",
+                showlegend=False,
+                marker={"size": step * 1.5, "opacity": 0},
+                selected={"marker": {"opacity": 0}},
+                unselected={"marker": {"opacity": 0}},
+            )
+        )
+    shapes = []
+    if box is not None:
+        shapes.append(_rect(box, MARK_COLOURS["lesion"]))
+    radius = roi_radius_px or 7.0
+    for roi, colour in ((liver, MARK_COLOURS["liver"]), (aorta, MARK_COLOURS["aorta"])):
+        if roi is not None:
+            r, c = roi
+            shapes.append(
+                {
+                    "type": "circle",
+                    "xref": "x",
+                    "yref": "y",
+                    "x0": c - radius,
+                    "x1": c + radius,
+                    "y0": r - radius,
+                    "y1": r + radius,
+                    "line": {"color": colour, "width": 2},
+                }
+            )
+    (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre)
+    fig.update_layout(
+        shapes=shapes,
+        width=size_px,
+        height=size_px,
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        xaxis={"range": [c0, c1], "visible": False, "constrain": "domain"},
+        yaxis={"range": [r1, r0], "visible": False, "scaleanchor": "x", "constrain": "domain"},
+        plot_bgcolor="black",
+        paper_bgcolor="black",
+        hovermode="closest",
+        showlegend=False,
+        newselection={"line": {"color": MARK_COLOURS["lesion"], "width": 2}},
+        activeselection={"fillcolor": MARK_COLOURS["lesion"], "opacity": 0.1},
+    )
+    return fig
+
+
+def zoom_ranges(
+    shape: tuple[int, int], zoom: float, centre: Point | None
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((row0, row1), (col0, col1)) of the viewer's field: the image / zoom around `centre`
+    (default the image centre), shifted to stay inside the image. Pixel edges at +-0.5."""
+    rows, cols = shape
+    out = []
+    for size, c in zip((rows, cols), centre or (rows / 2, cols / 2), strict=True):
+        half = size / max(zoom, 1.0) / 2
+        c = min(max(c, half - 0.5), size - 0.5 - half)
+        out.append((c - half, c + half))
+    return out[0], out[1]
+
+
+def _rect(box: LesionBox, colour: str) -> dict:
+    return {
+        "type": "rect",
+        "xref": "x",
+        "yref": "y",
+        "x0": box.col - box.width / 2,
+        "x1": box.col + box.width / 2,
+        "y0": box.row - box.height / 2,
+        "y1": box.row + box.height / 2,
+        "line": {"color": colour, "width": 2},
+    }
+
+
+def percent(value: float) -> str:
+    """A probability in % for display: "<1 %" rather than a misleading "0 %"."""
+    return "<1 %" if value < 0.5 else f"{value:.0f} %"
+
+
+def probability_figure(probabilities: np.ndarray, *, height: int = 230) -> go.Figure:
+    """Horizontal bars: the five category probabilities (5,) in %, each in its category colour."""
+    labels = [f"{c.value}  {c.info.name}" for c in CATEGORIES]
+    values = [float(p) * 100 for p in probabilities]
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=[c.info.colour for c in CATEGORIES],
+            text=[percent(v) for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.1f} %<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 40, "t": 10, "b": 30},
+        xaxis={"range": [0, 100], "title": "probability (%)", "fixedrange": True},
+        yaxis={"autorange": "reversed", "fixedrange": True},
+    )
+    return fig
+
+
+def probability_heatmap(table: Mapping[str, np.ndarray], *, height: int = 280) -> go.Figure:
+    """Models (rows) x categories (columns): probabilities in % with the values written in."""
+    names = list(table)
+    z = np.array([np.asarray(table[n], float) * 100 for n in names])
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[f"{c.value} {c.info.name}" for c in CATEGORIES],
+            y=[PHASE_MODELS[n].label for n in names],
+            zmin=0,
+            zmax=100,
+            colorscale="Blues",
+            text=[[percent(v) for v in row] for row in z],
+            texttemplate="%{text}",
+            hovertemplate="%{y} → %{x}: %{z:.1f} %<extra></extra>",
+            colorbar={"title": "%", "thickness": 12},
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        yaxis={"autorange": "reversed", "fixedrange": True},
+        xaxis={"fixedrange": True, "side": "top"},
+    )
+    return fig
+
+
+def attenuation_figure(measurements: Measurements, *, height: int = 300) -> go.Figure:
+    """Time-attenuation: mean ± SD (HU) of lesion, liver and aorta over unenhanced, arterial, delayed."""
+    x = [
+        f"{p.short} ({p.value}, {PHASE_DELAY_S[p]:.0f} s)"
+        if p is not Phase.UNENHANCED
+        else f"{p.short} ({p.value})"
+        for p in PHASES
+    ]
+    fig = go.Figure()
+    for name, values, colour in (
+        ("Lesion", measurements.lesion, MARK_COLOURS["lesion"]),
+        ("Liver", measurements.liver, MARK_COLOURS["liver"]),
+        ("Aorta", measurements.aorta, MARK_COLOURS["aorta"]),
+    ):
+        stats = [values.get(p) for p in PHASES]
+        if not any(stats):
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[s.mean_hu if s else None for s in stats],
+                name=name,
+                mode="lines+markers",
+                line={
+                    "color": "#333333" if name == "Lesion" else colour,
+                    "width": 3 if name == "Lesion" else 2,
+                },
+                marker={"size": 9, "color": colour, "line": {"color": "#333333", "width": 1}},
+                error_y={"type": "data", "array": [s.sd_hu if s else 0 for s in stats], "visible": True},
+                hovertemplate=name + " %{x}: %{y:.0f} HU<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        yaxis={"title": "HU (mean ± SD)"},
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return fig
+
+
+def cam_overlay(crop_u8: np.ndarray, cam: np.ndarray, opacity: float) -> np.ndarray:
+    """(70, 70, 3) uint8: the grey crop (70, 70) with the CAM (70, 70) in [0, 1] blended on top
+    in the Turbo colour scale; `opacity` in [0, 1] is the weight of the CAM."""
+    grey = np.repeat(np.asarray(crop_u8, np.float32)[..., None], 3, axis=2)
+    colour = _CAM_LUT_RGB[np.clip(np.rint(np.asarray(cam, np.float32) * 255), 0, 255).astype(np.uint8)]
+    blended = (1 - opacity) * grey + opacity * colour.astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, factor: int = 3) -> np.ndarray:
+    """Nearest-neighbour enlargement: each pixel the network sees stays a visible square."""
+    return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
+
+
+def cam_colourbar_png(width: int = 210, height: int = 12) -> np.ndarray:
+    """(height, width, 3) uint8 strip of the CAM colour scale, low (left) to high (right)."""
+    index = np.linspace(0, 255, width).round().astype(np.uint8)
+    return np.repeat(_CAM_LUT_RGB[index][None], height, axis=0)
+
+
+_CAM_LUT_RGB = _cam_lut()

@@ -1,0 +1,183 @@
+"""Caches shared by every session (models, example cases, analyses) and per-session state.
+
+Streamlit serves each browser session as a thread of one process: ``st.cache_resource``
+objects (the models, the example cases) are shared and must be treated as read-only;
+inference and CAMs go through :func:`livercore.analysis.analyse_crops`, which serialises them
+under its lock. Per-session state (the case under review and its marks) lives in
+``st.session_state`` under the keys below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+import numpy as np
+import streamlit as st
+
+from livercore.app import cases
+from livercore.app.figures import display_u8, png_data_uri
+from livercore.app.inputs import ReviewCase, aorta_check
+from livercore.app.marks import Marks
+from livercore.app.measure import PhaseCheck, Point
+from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
+
+if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
+    from livercore.analysis import Analysis, LoadedModel
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
+MARKS_KEY = "review_marks"  # its Marks
+# Inference threads per process. One: the 70 x 70 networks are too small to gain from intra-op
+# parallelism, and on the 2-core demo server five models + Grad-CAM took 0.09 s with one thread
+# against 1.8 s with two (OpenMP threads contending with Streamlit's own).
+TORCH_THREADS = int(os.environ.get("LIVERCORE_TORCH_THREADS", "1"))
+
+
+@st.cache_resource(show_spinner=False)
+def configure_torch() -> int:
+    """Import torch and set its intra-op threads, once per process (before any inference)."""
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)  # process-wide: every session thread inherits it
+    return TORCH_THREADS
+
+
+@st.cache_resource(show_spinner=False)
+def start_up() -> threading.Thread:
+    """Once per process, called by the router after it has drawn the first page: in the
+    background, set torch's threads and load and warm the models (torch and grad-cam take
+    seconds to import), so neither the first page nor the first prediction waits for them."""
+    thread = threading.Thread(target=get_models, name="livercore-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def models_dir() -> Path:
+    """$LIVERCORE_MODELS, read at call time, else ``models/`` beside the package."""
+    return Path(os.environ.get("LIVERCORE_MODELS") or DEFAULT_MODELS_DIR)
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int], ...]:
+    """Names and modification times of the model files: new weights invalidate the cache."""
+    return (
+        tuple(sorted((f.name, f.stat().st_mtime_ns) for f in folder.glob("*.pt"))) if folder.is_dir() else ()
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load_models(folder: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, LoadedModel]:
+    configure_torch()
+    from livercore.analysis import analyse_crops, load_models
+
+    models = load_models(folder)
+    # One warm-up pass: the first grad-cam call pays for hooks and allocator set-up (~1.5 s).
+    analyse_crops(np.zeros((len(PHASES), 70, 70), np.uint8), models, cam_method="GradCAM")
+    return models
+
+
+def model_cards() -> dict[str, dict[str, Any]]:
+    """The model cards (``<name>.json`` beside ``<name>.pt``), read without loading torch;
+    models without a JSON card fall back to the card inside the weights file."""
+    folder = models_dir()
+    cards: dict[str, dict[str, Any]] = {}
+    for name in MODEL_NAMES:
+        if not (folder / f"{name}.pt").exists():
+            continue
+        try:
+            cards[name] = json.loads((folder / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            model = get_models().get(name)
+            cards[name] = dict(model.card) if model else {}
+    return cards
+
+
+def get_models() -> dict[str, LoadedModel]:
+    """The shipped phase-models (shared, read-only); empty when none are installed."""
+    folder = models_dir()
+    stamp = _stamp(folder)
+    if not stamp:
+        return {}
+    return _load_models(str(folder), stamp)
+
+
+def models_key(models: dict[str, LoadedModel]) -> str:
+    """A cache key that changes when different models are loaded."""
+    return str(models_dir()) + "|" + ",".join(models) + "|" + str(_stamp(models_dir()))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def analyse(crops: np.ndarray, cam_method: str | None, cam_target: str | None, key: str) -> Analysis:
+    """Probabilities and CAMs of every loaded model for (3, 70, 70) uint8 crops (cached)."""
+    from livercore.analysis import analyse_crops
+
+    del key  # only part of the cache key
+    return analyse_crops(crops, get_models(), cam_method=cam_method, cam_target=cam_target)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def library_case(case_id: str, root: str) -> ReviewCase:
+    """An example case read from ``cases/`` (shared, read-only arrays)."""
+    return cases.load_library_case(case_id, Path(root))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def viewer_png(token: str, phase: Phase, level: float | None, width: float | None, _image: np.ndarray) -> str:
+    """The viewer's PNG data URI of one phase in a window (keyed by the case's content token)."""
+    window = Window(level, width) if level is not None and width is not None else None
+    return png_data_uri(display_u8(_image, window))
+
+
+def current_case() -> ReviewCase | None:
+    return st.session_state.get(CASE_KEY)
+
+
+def current_marks() -> Marks:
+    return st.session_state.get(MARKS_KEY) or Marks()
+
+
+def set_case(case: ReviewCase | None, marks: Marks | None = None) -> None:
+    """Make `case` the case under review, with its preselected marks (or `marks`)."""
+    st.session_state[CASE_KEY] = case
+    if case is None:
+        st.session_state[MARKS_KEY] = Marks()
+        return
+    if marks is None:
+        aorta = dict(case.aorta_centres)
+        centre, _ = phase_check(case)
+        if not aorta and centre is not None:
+            aorta = dict.fromkeys(PHASES, centre)
+        marks = Marks(boxes=dict(case.lesion_boxes), liver=dict(case.liver_centres), aorta=aorta)
+    st.session_state[MARKS_KEY] = marks
+
+
+def set_marks(marks: Marks) -> None:
+    st.session_state[MARKS_KEY] = marks
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _phase_check(token: str, _case: ReviewCase) -> tuple[Point | None, PhaseCheck | None]:
+    del token  # the cache key
+    return aorta_check(_case)
+
+
+def phase_check(case: ReviewCase) -> tuple[Point | None, PhaseCheck | None]:
+    """The aorta's centre and the phase plausibility check of a case (cached by content)."""
+    return _phase_check(case.token, case)
+
+
+def share_url(case_id: str) -> str:
+    """The address that opens an example case on the review page: <app>/review?case=<id>."""
+    url = st.context.url or ""
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    path = (
+        parts.path.rsplit("/", 1)[0]
+        if parts.path.endswith(("/review", "/compare"))
+        else parts.path.rstrip("/")
+    )
+    return f"{base}{path}/review?{urlencode({'case': case_id})}"

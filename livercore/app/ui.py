@@ -1,0 +1,177 @@
+"""Streamlit pieces the pages share: the disclaimer, model cards, crops, CAMs, probabilities.
+
+These draw what the package computed; they compute nothing themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from livercore.app import figures
+from livercore.app.compare import paper_reference
+from livercore.vocab import DISCLAIMER, PHASE_MODELS, PHASES
+
+if TYPE_CHECKING:
+    from livercore.analysis import ModelResult
+
+CROP_ZOOM = 3  # the 70 x 70 crops are shown at 210 x 210, nearest neighbour
+CARD_FIELDS = {
+    "phases": "phases",
+    "trained_on": "trained on",
+    "tested_on": "tested on",
+    "date": "trained (UTC)",
+    "device": "device",
+    "train_accuracy": "training accuracy",
+    "test_accuracy": "test accuracy",
+    "test_auc_clinical": "test AUC (A-B vs C-E)",
+    "code_version": "code version",
+}
+PAPER_ROWS = {
+    "paper test accuracy": "paper: test accuracy, median (range)",
+    "paper training accuracy": "paper: training accuracy",
+    "paper AUC (A-B vs C-E)": "paper: test AUC (A-B vs C-E)",
+}
+
+
+_RUN = threading.local()  # Streamlit runs the router and the page in one thread per script run
+
+
+def disclaimer() -> None:
+    """The teaching-and-research disclaimer, shown at the top of every page (by the router)."""
+    st.warning(DISCLAIMER, icon=":material/school:")
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """The router runs the page inside this, so the page knows the router's frame is drawn."""
+    _RUN.routed = True
+    try:
+        yield
+    finally:
+        _RUN.routed = False
+
+
+def require_router() -> None:
+    """Send a page run that bypassed the router back through it.
+
+    Until some session has called ``st.navigation``, Streamlit treats ``pages/`` as a legacy
+    multipage folder and runs a page requested by URL (``/review?case=...``) on its own: no
+    page config, no disclaimer, no start-up. Such a run switches the legacy mode off and
+    reruns, which goes through the router; should Streamlit's internals change, the page draws
+    the disclaimer itself instead.
+    """
+    if getattr(_RUN, "routed", False):
+        return
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        legacy = bool(PagesManager.uses_pages_directory)
+    except (ImportError, AttributeError):
+        legacy = False
+    if legacy:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    disclaimer()
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if key == "date" and isinstance(value, str):
+        return value[:16].replace("T", " ")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict) and {"median", "low", "high"} <= value.keys():
+        return f"{value['median']:.3f} ({value['low']:.3f}-{value['high']:.3f})"
+    return str(value)
+
+
+def model_cards_table(cards: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One column per installed model: its card's main fields, then the paper's figures."""
+    reference = paper_reference()
+    columns = {}
+    for name, card in cards.items():
+        column = {label: _cell(key, card.get(key)) for key, label in CARD_FIELDS.items()}
+        column |= {PAPER_ROWS.get(k, k): v for k, v in reference.loc[name].items()}
+        columns[PHASE_MODELS[name].label] = column
+    return pd.DataFrame(columns)
+
+
+METADATA_LABELS = {
+    "manufacturer": "manufacturer",
+    "kvp": "kVp",
+    "slice_thickness_mm": "slice thickness (mm)",
+    "pixel_spacing_mm": "pixel spacing (mm)",
+    "series_description": "series description",
+    "contrast_agent": "contrast agent",
+    "acquisition_time": "acquisition time",
+    "phase_hint": "phase from the header",
+}
+
+
+def metadata_table(metadata: Mapping[Any, Mapping[str, Any]]) -> pd.DataFrame:
+    """Phases as columns, the allow-listed header values (CTSlice.metadata) as rows."""
+    columns = {}
+    for phase, meta in metadata.items():
+        column = {}
+        for key, label in METADATA_LABELS.items():
+            value = meta.get(key)
+            if key == "pixel_spacing_mm" and value:
+                value = " x ".join(f"{v:.3f}" for v in value)
+            column[label] = "—" if value in (None, "") else str(value)
+        columns[str(getattr(phase, "value", phase))] = column
+    return pd.DataFrame(columns)
+
+
+def no_models_message() -> None:
+    st.error(
+        "No trained models were found. Put the five phase-models (triphasic.pt, art_del.pt, "
+        "unenhanced.pt, arterial.pt, delayed.pt) in the models/ folder, or point the "
+        "LIVERCORE_MODELS environment variable at the folder that holds them.",
+        icon=":material/error:",
+    )
+
+
+def crops_row(crops: np.ndarray, *, caption: str = "network input") -> None:
+    """The three 70 x 70 crops the network sees, enlarged."""
+    for column, p, crop in zip(st.columns(len(PHASES)), PHASES, crops, strict=True):
+        column.image(figures.enlarge(crop, CROP_ZOOM), caption=f"{p.value}: {caption}", width=70 * CROP_ZOOM)
+
+
+def cam_row(crops: np.ndarray, result: ModelResult, *, opacity: float, zoom: int = CROP_ZOOM) -> None:
+    """One model's CAM over each phase crop it saw; a placeholder for the phases it did not see."""
+    used = PHASE_MODELS[result.name].phases
+    for column, p, crop in zip(st.columns(len(PHASES), gap="small"), PHASES, crops, strict=True):
+        if p in used and result.cam is not None:
+            column.image(
+                figures.enlarge(figures.cam_overlay(crop, result.cam, opacity), zoom),
+                caption=f"{p.value}",
+                width="stretch",
+            )
+        else:
+            column.caption(f"{p.value}: not an input of this model")
+
+
+def cam_legend(target_text: str) -> None:
+    st.image(figures.cam_colourbar_png(), width=210)
+    st.caption(f"CAM colour scale: dark blue = no evidence, dark red = strongest evidence for {target_text}.")
+
+
+def probability_headline(result: ModelResult) -> None:
+    top = result.predicted
+    p = float(result.probabilities[top.output_index]) * 100
+    st.markdown(
+        f"**{PHASE_MODELS[result.name].label} model:** top category "
+        f"**{top.value} — {top.info.name}** ({p:.0f} %), clinical score {top.info.clinical_score} "
+        f"({'malignant' if top.info.clinical_score == 4 else 'not malignant'} in the paper's ROC analysis)."
+    )
+    st.caption(top.info.description)

@@ -1,0 +1,76 @@
+"""Home: what livercore is, who it is for, and which models are loaded (with their cards)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from livercore.app import cases, state, ui
+from livercore.vocab import MODEL_NAMES, PHASE_MODELS
+
+ui.require_router()
+st.title("livercore")
+st.markdown(
+    "**Teach and review how a convolutional neural network tells liver masses apart on triphasic CT.** "
+    "livercore reproduces Yasaka K, Akai H, Abe O, Kiryu S. *Deep learning with convolutional neural "
+    "network for differentiation of liver masses at dynamic contrast-enhanced CT: a preliminary study.* "
+    "Radiology 2018;286(3):887-896 (doi:10.1148/radiol.2017170706). The network sorts a liver mass into "
+    "five categories from 70 x 70 crops of the unenhanced, arterial and delayed phases:"
+)
+st.markdown(
+    "- **A** classic HCC · **B** other malignant (cholangiocarcinoma, metastases) · **C** indeterminate "
+    "or rare benign (early HCC, dysplastic and arterially enhancing nodules) · **D** haemangioma · **E** cyst\n"
+    "- five phase-models (triphasic, arterial + delayed, unenhanced, arterial, delayed) show what each "
+    "phase contributes."
+)
+st.markdown(
+    "**Who it is for.** Residents learning the enhancement patterns; radiologists checking the model's "
+    "rationale (class activation maps) on their own cases; teaching demonstrations. Uploaded images stay "
+    "in the server's memory for your session only: they are not stored or logged."
+)
+c1, c2 = st.columns(2)
+with c1:
+    st.page_link("pages/review.py", label="Review a lesion", icon=":material/search:")
+    st.caption(
+        "Open an example case in one click or upload your own three phases (DICOM slices, a DICOM "
+        "series per phase, or screen captures); mark the lesion; see measurements, the five "
+        "category probabilities and Grad-CAM maps; download a de-identified report."
+    )
+with c2:
+    st.page_link("pages/compare.py", label="Compare the five phase-models", icon=":material/compare:")
+    st.caption(
+        "The same lesion through all five phase-models, where they agree or disagree, and what "
+        "the paper reported for each model."
+    )
+
+st.subheader("Loaded models")
+cards = state.model_cards()
+if cards:
+    st.caption(
+        f"From {state.models_dir()}. Each model card says what the model was trained on, when and "
+        "how accurate it was on its test set; the paper's figures are beside them."
+    )
+    st.table(ui.model_cards_table(cards))
+    missing = [m for m in MODEL_NAMES if m not in cards]
+    if missing:
+        st.warning("Missing phase-models: " + ", ".join(missing) + ".")
+    with st.expander("Full model cards"):
+        for name, card in cards.items():
+            st.markdown(f"**{PHASE_MODELS[name].label}**")
+            st.json(card, expanded=False)
+else:
+    ui.no_models_message()
+
+library = cases.library_entries()
+st.subheader("Example cases")
+st.caption(
+    f"{len(library)} synthetic cases from the livercore phantom, two per category in no particular "
+    "order; each opens on the Review page with its lesion marked, its reference standard hidden until you "
+    "open it."
+)
+for column, entry in zip(st.columns(5) * 2, library, strict=False):
+    column.page_link(
+        "pages/review.py",
+        label=entry.label,
+        icon=":material/radiology:",
+        query_params={"case": entry.case_id},
+    )

@@ -1,0 +1,420 @@
+"""Review a lesion: choose a case, mark the lesion, see measurements, probabilities and CAMs."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import streamlit as st
+
+from livercore import dicom_io
+from livercore.app import cases, compare, figures, inputs, state, ui
+from livercore.app.marks import MarkMode, apply_selection, describe_box, resize_boxes
+from livercore.app.measure import ROI_DIAMETER_MM, measure_case
+from livercore.app.report import report_json, report_png
+from livercore.errors import InputError
+from livercore.vocab import CATEGORIES, LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
+
+CAM_METHODS = ("GradCAM", "GradCAM++", "EigenCAM")
+WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
+POOL = "upload_pool"  # the uploads in memory: items, labels, phase assignment, what was built from them
+
+ui.require_router()
+st.title("Review a lesion")
+models = state.get_models()
+library = cases.library_entries()
+
+
+def open_example(case_id: str) -> None:
+    try:
+        state.set_case(state.library_case(case_id, str(cases.cases_dir())))
+        st.query_params["case"] = case_id
+    except InputError as err:
+        st.error(str(err))
+        st.query_params.clear()
+
+
+# A shared link (?case=<id>) opens that example case with its lesion preselected.
+linked = st.query_params.get("case")
+current = state.current_case()
+if linked and (current is None or current.case_id != linked):
+    open_example(linked)
+    st.session_state["review_source"] = inputs.SOURCES["library"]
+    st.session_state["example_pick"] = linked
+
+# --- 1. the case -------------------------------------------------------------------------------
+st.subheader("1. Case")
+source_label = st.radio("Source", list(inputs.SOURCES.values()), horizontal=True, key="review_source")
+source = next(k for k, v in inputs.SOURCES.items() if v == source_label)
+
+
+def use_pool(
+    source: str, files: tuple, view: tuple, items: list, labels: list[str], pixel_mm: float | None = None
+) -> None:
+    """Keep what was uploaded (in memory) and propose which item is which phase. `files`
+    identifies the uploads, `view` the slices chosen from them (a new view keeps the marks)."""
+    pool = st.session_state.get(POOL)
+    if pool and pool["source"] == source and pool["files"] == files:
+        if pool["view"] != view or pool["pixel_mm"] != pixel_mm:
+            pool.update(view=view, items=items, labels=labels, pixel_mm=pixel_mm)
+        return
+    assignment = (
+        dicom_io.assign_phases(items) if source == "dicom" else dict(zip(PHASES, range(3), strict=True))
+    )
+    st.session_state[POOL] = {
+        "source": source,
+        "files": files,
+        "view": view,
+        "items": items,
+        "labels": labels,
+        "assignment": assignment,
+        "pixel_mm": pixel_mm,
+        "version": 0,
+        "built": None,
+    }
+    st.query_params.clear()
+
+
+def reorder_phases(suggested: dict[Phase, Phase]) -> None:
+    pool = st.session_state[POOL]
+    pool["assignment"] = inputs.assignment_from_check(pool["assignment"], suggested)
+    pool["version"] += 1  # new keys: the phase selectboxes start from the new assignment
+
+
+try:
+    if source == "library":
+        if not library:
+            st.info("No example cases are installed (cases/manifest.csv); upload a case instead.")
+        else:
+            picked = st.pills(
+                "Example cases (synthetic CT from the livercore phantom): one click opens a case",
+                [e.case_id for e in library],
+                format_func=lambda cid: next(e.label for e in library if e.case_id == cid),
+                key="example_pick",
+            )
+            current = state.current_case()
+            if picked and (current is None or current.case_id != picked):
+                open_example(picked)
+    elif source == "dicom":
+        files = st.file_uploader(
+            "Three single-slice CT DICOM files, one per phase (any file name; .dcm, .DCM or none)",
+            type=None,
+            accept_multiple_files=True,
+            key="dicom_files",
+        )
+        if files:
+            use_pool(
+                "dicom",
+                tuple(f.file_id for f in files),
+                (),
+                inputs.read_dicom_slices([(f.name, f.getvalue()) for f in files]),
+                [f"file {i}: {f.name}" for i, f in enumerate(files, start=1)],
+            )
+    elif source == "series":
+        st.caption("For each phase: the DICOM files of the series, or one zip of them; then pick the slice.")
+        series = {}
+        for column, p in zip(st.columns(3), PHASES, strict=True):
+            up = column.file_uploader(
+                f"{p.value} series", type=None, accept_multiple_files=True, key=f"series_{p}"
+            )
+            if up:
+                series[p] = (tuple(f.file_id for f in up), [(f.name, f.getvalue()) for f in up])
+        if len(series) == len(PHASES):
+            cache = st.session_state.setdefault("series_cache", {})
+            chosen, labels, view = [], [], []
+            for column, p in zip(st.columns(3), PHASES, strict=True):
+                sig, uploads = series[p]
+                if cache.get(p, (None,))[0] != sig:
+                    cache[p] = (sig, inputs.read_series_upload(uploads))
+                slices = cache[p][1]
+                k = (
+                    column.slider(
+                        f"{p.value} slice",
+                        1,
+                        len(slices),
+                        (len(slices) + 1) // 2,
+                        key=f"slice_{p}",
+                        disabled=len(slices) == 1,
+                    )
+                    if len(slices) > 1
+                    else 1
+                )
+                z = slices[k - 1].position_z_mm
+                column.caption(f"slice {k} of {len(slices)}" + (f", z = {z:.1f} mm" if z is not None else ""))
+                chosen.append(slices[k - 1])
+                labels.append(f"{p.value} series, slice {k}")
+                view.append(k)
+            use_pool("series", tuple(s[0] for s in series.values()), tuple(view), chosen, labels)
+        elif series:
+            st.info("Upload a series for each of the three phases.")
+    else:
+        st.warning(
+            "Screen captures often carry burned-in names, IDs and dates. Crop them away before "
+            "uploading if you can; nothing you upload is stored or logged.",
+            icon=":material/visibility:",
+        )
+        captures = {}
+        for column, p in zip(st.columns(3), PHASES, strict=True):
+            capture = column.file_uploader(f"{p.value} capture (PNG/JPEG)", type=None, key=f"capture_{p}")
+            if capture:
+                captures[p] = capture
+        pixel_mm = st.number_input(
+            "Pixel size of the captures in mm (leave 0 if unknown)", 0.0, 5.0, 0.0, 0.05
+        )
+        if len(captures) == len(PHASES):
+            use_pool(
+                "capture",
+                tuple(f.file_id for f in captures.values()),
+                (),
+                [inputs.read_capture(f.getvalue()) for f in captures.values()],
+                [f"{p.value} capture" for p in captures],
+                pixel_mm or None,
+            )
+except InputError as err:
+    st.error(str(err), icon=":material/error:")
+    st.stop()
+
+pool = st.session_state.get(POOL)
+if source != "library" and pool and pool["source"] == source:
+    with st.expander("Which image is which phase", expanded=False):
+        st.caption("Proposed from acquisition times and series descriptions; correct it here if needed.")
+        new = {}
+        for column, p in zip(st.columns(3), PHASES, strict=True):
+            new[p] = column.selectbox(
+                p.value,
+                range(3),
+                index=pool["assignment"][p],
+                format_func=lambda i: pool["labels"][i],
+                key=f"assign_{p}_{pool['files']}_{pool['version']}",
+            )
+        if sorted(new.values()) == [0, 1, 2]:
+            pool["assignment"] = new
+        else:
+            st.error("Each image must be used for exactly one phase.")
+    built = (pool["files"], pool["view"], pool["pixel_mm"], tuple(pool["assignment"].items()))
+    if pool["built"] != built:
+        keep = pool["built"] is not None and pool["built"][0] == pool["files"]
+        try:
+            uploaded = inputs.case_from_pool(
+                source, pool["items"], pool["assignment"], pixel_mm=pool["pixel_mm"]
+            )
+        except InputError as err:
+            st.error(str(err), icon=":material/error:")
+            st.stop()
+        state.set_case(uploaded, state.current_marks() if keep else None)
+        pool["built"] = built
+
+case = state.current_case()
+if case is None or (source != "library" and case.source != source):
+    st.info("Choose an example case, or upload the three phases of one lesion.")
+    st.stop()
+
+st.markdown(f"#### {case.title}")
+for warning in case.warnings:
+    st.warning(warning, icon=":material/warning:")
+if case.metadata:
+    with st.expander("Acquisition (allow-listed header values only)"):
+        st.table(ui.metadata_table(case.metadata))
+aorta_centre, check = state.phase_check(case)
+if check is not None:
+    if check.plausible:
+        st.caption(f":material/check_circle: Phase check. {check.message}")
+    else:
+        st.warning(
+            f"Phase check. {check.message} Correct it under 'Which image is which phase' above, or:"
+            if pool and case.source == pool["source"]
+            else f"Phase check. {check.message}",
+            icon=":material/swap_horiz:",
+        )
+        if check.suggested and pool and case.source == pool["source"]:
+            st.button("Use the order the aorta suggests", on_click=reorder_phases, args=(check.suggested,))
+elif case.is_hu:
+    st.caption(
+        "Phase check: the aorta was not found automatically; mark it (Aorta ROI) to compare its attenuation."
+    )
+
+# --- 2. viewer ---------------------------------------------------------------------------------
+st.subheader("2. Mark the lesion")
+c1, c2, c3 = st.columns([2, 2, 1])
+mode = MarkMode(
+    c1.radio("A selection on an image sets", list(MarkMode), horizontal=True, key="mark_mode") or MarkMode.BOX
+)
+unit = "mm" if case.spacing_mm[Phase.ARTERIAL] else "pixels"
+diameter = c2.number_input(f"Lesion diameter ({unit}) for a click", 3.0, 200.0, 20.0, 1.0, key="diameter")
+linked_phases = c3.checkbox(
+    "Same position in all phases",
+    value=True,
+    key="link_phases",
+    help="Off: mark each phase separately (the phases are separate breath-holds).",
+)
+zoom = c3.select_slider(
+    "Zoom",
+    (1.0, 1.5, 2.0, 3.0, 4.0),
+    value=2.0,
+    key="zoom",
+    format_func=lambda z: f"{z:g}x",
+    help="Centred on the lesion once it is marked.",
+)
+windows: dict[Phase, Window | None] = dict.fromkeys(PHASES)
+if case.is_hu:
+    w1, w2, w3 = st.columns([2, 1, 1])
+    choice = w1.radio("Window", WINDOW_CHOICES, horizontal=True, key="window_choice")
+    level = w2.slider("Level (HU)", -200, 400, int(LIVER_WINDOW.level), disabled=choice != "Custom")
+    width = w3.slider("Width (HU)", 20, 2000, int(LIVER_WINDOW.width), disabled=choice != "Custom")
+    for p in PHASES:
+        windows[p] = (
+            p.window
+            if choice == WINDOW_CHOICES[0]
+            else LIVER_WINDOW
+            if choice == WINDOW_CHOICES[1]
+            else Window(level, width)
+        )
+else:
+    st.caption("Screen captures are shown as captured (already windowed by the viewer that made them).")
+
+# Apply a selection made in the previous run, then draw the viewers afresh (new keys clear it).
+nonce = st.session_state.setdefault("viewer_nonce", 0)
+marks = state.current_marks()
+for p in PHASES:
+    event = st.session_state.get(f"viewer-{p}-{nonce}")
+    if event and event.get("selection"):
+        updated = apply_selection(
+            marks,
+            p,
+            event["selection"],
+            mode,
+            diameter_mm=diameter,
+            spacing_mm=case.spacing_mm[p],
+            linked=linked_phases,
+        )
+        if updated != marks:
+            marks = updated
+            st.session_state["viewer_nonce"] = nonce = nonce + 1
+state.set_marks(marks)
+
+for column, p in zip(st.columns(3), PHASES, strict=True):
+    w = windows[p]
+    column.markdown(f"**{p.value}**" + (f" · L{w.level:.0f}/W{w.width:.0f}" if w else ""))
+    uri = state.viewer_png(case.token, p, w.level if w else None, w.width if w else None, case.images[p])
+    sp = case.spacing_mm[p]
+    fig = figures.viewer_figure(
+        uri,
+        case.images[p].shape,
+        box=marks.boxes.get(p),
+        liver=marks.liver.get(p),
+        aorta=marks.aorta.get(p),
+        roi_radius_px=ROI_DIAMETER_MM / 2 / sp if sp else None,
+        clickable=not mode.draws_box,
+        zoom=zoom,
+        centre=(marks.boxes[p].row, marks.boxes[p].col) if p in marks.boxes else None,
+    )
+    column.plotly_chart(
+        fig,
+        key=f"viewer-{p}-{nonce}",
+        on_select="rerun",
+        width="content",
+        selection_mode="box" if mode.draws_box else "points",
+        config={"displaylogo": False, "scrollZoom": True},
+    )
+    column.caption(describe_box(marks.boxes.get(p), sp))
+st.caption(
+    ":yellow[■] lesion box  :blue[●] liver ROI  :orange[●] aorta ROI (1 cm circles). Draw a box around "
+    "the lesion, or choose 'click its centre' and click. Scroll to zoom, double-click to reset."
+)
+if marks.boxes and st.button(f"Resize the lesion box to {diameter:.0f} {unit} (the diameter above)"):
+    state.set_marks(resize_boxes(marks, diameter, case.spacing_mm))
+    st.rerun()
+if not marks.complete:
+    st.info("Mark the lesion on the images above to see what the network sees and what it predicts.")
+    st.stop()
+
+try:
+    crops = inputs.crops_for(case, marks.boxes)
+except InputError as err:
+    st.error(str(err))
+    st.stop()
+st.markdown(
+    "**What the network sees**: 70 x 70 pixels per phase, in the paper's windows, the lesion "
+    "filling about half the field."
+)
+ui.crops_row(crops)
+
+# --- 3. measurements ----------------------------------------------------------------------------
+measurements = None
+st.subheader("3. Attenuation")
+if case.is_hu:
+    aorta = marks.aorta or ({p: aorta_centre for p in PHASES} if aorta_centre else {})
+    measurements = measure_case(case.images, case.spacing_mm, marks.boxes, marks.liver, aorta)
+    m1, m2 = st.columns([1, 1])
+    m1.table(measurements.rows())
+    m1.caption(
+        "Mean ± SD in HU. Lesion: the central 70 % of its box. Liver: a 1 cm circle where you click "
+        "'Liver ROI', otherwise a ring 3-11 mm outside the lesion (soft-tissue pixels only)."
+    )
+    m2.plotly_chart(figures.attenuation_figure(measurements), key="tac")
+else:
+    st.caption("Screen captures hold display grey levels, not HU: no attenuation measurements.")
+
+# --- 4. prediction ------------------------------------------------------------------------------
+st.subheader("4. Prediction")
+if not models:
+    ui.no_models_message()
+    st.stop()
+p1, p2, p3, p4 = st.columns(4)
+model_name = p1.selectbox(
+    "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"
+)
+method = p2.selectbox("CAM method", CAM_METHODS, key="cam_method")
+target = p3.selectbox(
+    "CAM for",
+    [None, *CATEGORIES],
+    key="cam_target",
+    format_func=lambda c: "the top category" if c is None else f"{c.value} {c.info.name}",
+)
+opacity = p4.slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
+analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
+result = analysis.results[model_name]
+r1, r2 = st.columns([1, 1])
+with r1:
+    ui.probability_headline(result)
+    st.caption(compare.agreement(analysis).sentences[0])
+    st.plotly_chart(figures.probability_figure(result.probabilities), key="probabilities")
+with r2:
+    st.markdown(
+        f"**{method}** of the {models[model_name].phase_model.label.lower()} model on each phase crop"
+    )
+    ui.cam_row(crops, result, opacity=opacity)
+    ui.cam_legend(
+        f"{result.cam_target.value} {result.cam_target.info.name}" if result.cam_target else "the category"
+    )
+st.page_link(
+    "pages/compare.py", label="Compare all five phase-models on this lesion", icon=":material/compare:"
+)
+if case.reference is not None:
+    with st.expander("Reference standard (residents: decide first, then open)"):
+        ref = case.reference
+        st.markdown(
+            f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
+            f"{ref.diameter_mm:.0f} mm. {ref.findings}"
+        )
+
+# --- 5. report and link -------------------------------------------------------------------------
+st.subheader("5. Report and link")
+d1, d2, d3 = st.columns([1, 1, 2])
+d1.download_button(
+    "Report (PNG)",
+    partial(report_png, case, analysis, opacity=opacity),
+    "livercore-report.png",
+    "image/png",
+    on_click="ignore",
+)
+d2.download_button(
+    "Report (JSON)",
+    partial(report_json, case, marks, analysis, models, measurements),
+    "livercore-report.json",
+    "application/json",
+    on_click="ignore",
+)
+d3.caption("De-identified: images, probabilities and CAMs, with no names, IDs, dates or file names.")
+if case.case_id:
+    st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
+    st.code(state.share_url(case.case_id), language=None)

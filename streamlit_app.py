@@ -1,0 +1,22 @@
+"""livercore's Streamlit app: the router. Run with `streamlit run streamlit_app.py`."""
+
+import streamlit as st
+
+from livercore.app import state, ui
+
+st.set_page_config(page_title="livercore", page_icon=":material/radiology:", layout="wide")
+page = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/review.py", title="Review a lesion", icon=":material/search:", url_path="review"),
+        st.Page(
+            "pages/compare.py", title="Compare phase-models", icon=":material/compare:", url_path="compare"
+        ),
+    ]
+)
+ui.disclaimer()
+try:
+    with ui.routed():
+        page.run()
+finally:
+    state.start_up()  # once, after the first page: torch threads set, models loaded in the background

@@ -1,0 +1,532 @@
+"""The Streamlit app: each page through the router (AppTest), and the app package's logic."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from livercore.app import build_cases, cases, compare, figures, inputs, marks, measure, report
+from livercore.errors import InputError
+from livercore.preprocess import LesionBox
+from livercore.vocab import CATEGORIES, DISCLAIMER, MODEL_NAMES, PHASE_MODELS, PHASES, Category, Phase
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+EXAMPLE = "teaching-0-0026"  # an example case: classic HCC, 38 mm
+U, A, D = PHASES
+
+
+def write_untrained_models(folder: Path) -> Path:
+    """The five phase-models, untrained (seeded), with cards inside and beside the weights."""
+    import torch
+
+    from livercore.model import LiverNet, save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (name, pm) in enumerate(PHASE_MODELS.items()):
+        torch.manual_seed(i)
+        card = {
+            "model": name,
+            "phases": [p.value for p in pm.phases],
+            "trained_on": "nothing (untrained test model)",
+            "date": "2026-01-01T00:00:00+00:00",
+            "device": "cpu",
+            "test_accuracy": 0.2,
+            "train_accuracy": 0.2,
+            "test_auc_clinical": 0.5,
+            "code_version": "test",
+        }
+        save_model(folder / f"{name}.pt", LiverNet(pm.in_channels), phase_model_name=name, card=card)
+        (folder / f"{name}.json").write_text(json.dumps(card))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = write_untrained_models(tmp_path_factory.mktemp("models"))
+    before = os.environ.get("LIVERCORE_MODELS")
+    os.environ["LIVERCORE_MODELS"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("LIVERCORE_MODELS", None)
+    else:
+        os.environ["LIVERCORE_MODELS"] = before
+
+
+@pytest.fixture(scope="module")
+def phantom_dicom(tmp_path_factory: pytest.TempPathFactory) -> dict[Phase, bytes]:
+    """One phantom case (test-2016 #3, classic HCC 47 mm) as three DICOM files' bytes."""
+    from livercore.phantom.cohort import generate_case
+    from livercore.phantom.export import write_case
+
+    out = tmp_path_factory.mktemp("phantom")
+    row = write_case(generate_case("test-2016", 0, 3), out)
+    return {p: (out / str(row[p.value])).read_bytes() for p in PHASES}
+
+
+def app_at(page: str, query: dict[str, str] | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(page)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    return at
+
+
+def texts(at) -> str:
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader")
+        for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def image_count(at) -> int:
+    return len(at.get("image"))
+
+
+def pool_marks(box_centre: tuple[float, float], diameter_px: float = 60) -> marks.Marks:
+    box = LesionBox(box_centre[0], box_centre[1], diameter_px, diameter_px)
+    return marks.Marks(boxes=dict.fromkeys(PHASES, box))
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def test_home_page_shows_disclaimer_and_model_cards(models_dir: Path) -> None:
+    at = app_at("pages/home.py")
+    assert not at.exception
+    assert DISCLAIMER in [w.value for w in at.warning]
+    table = at.table[0].value
+    assert list(table.columns) == [PHASE_MODELS[n].label for n in MODEL_NAMES]
+    assert "nothing (untrained test model)" in table.to_string()
+    assert "0.84 (0.82-0.90)" in table.to_string()  # the paper's triphasic test accuracy beside the card
+
+
+def test_review_page_without_a_case_asks_for_one(models_dir: Path) -> None:
+    at = app_at("pages/review.py")
+    assert not at.exception
+    assert DISCLAIMER in [w.value for w in at.warning]
+    assert any("Choose an example case" in i.value for i in at.info)
+
+
+def test_shared_link_opens_example_with_prediction_and_cams(models_dir: Path) -> None:
+    at = app_at("pages/review.py", {"case": EXAMPLE})
+    assert not at.exception
+    body = texts(at)
+    number = next(e.number for e in cases.library_entries() if e.case_id == EXAMPLE)
+    assert f"Example case {number}" in body
+    assert "Triphasic model:" in body and "top category" in body
+    assert "lesion box 38 x 38 mm" in body
+    # 3 network-input crops + 3 CAM overlays (triphasic sees all phases) + the CAM colour bar
+    assert image_count(at) >= 7
+    assert "Phase check" in body and "as expected" in body
+    measured = next(t.value for t in at.table if "ROI" in t.value.columns)
+    assert measured.shape == (3, 4)  # lesion, liver, aorta x (ROI, U, A, D)
+    assert list(measured["ROI"]) == ["Lesion", "Liver", "Aorta"]
+    assert any(f"review?case={EXAMPLE}" in c.value for c in at.code)
+
+
+def test_cam_method_target_and_model_can_be_changed(models_dir: Path) -> None:
+    at = app_at("pages/review.py", {"case": EXAMPLE})
+    at.selectbox(key="cam_method").set_value("EigenCAM")
+    at.selectbox(key="cam_target").set_value(Category.D)
+    at.selectbox(key="review_model").set_value("arterial")
+    at.run()
+    assert not at.exception
+    body = texts(at)
+    assert "Arterial model:" in body
+    assert "not an input of this model" in body  # unenhanced and delayed crops
+    assert "evidence for D haemangioma" in body
+
+
+def test_example_case_opens_in_one_click(models_dir: Path) -> None:
+    at = app_at("pages/review.py")
+    entries = cases.library_entries()
+    at.button_group(key="example_pick").set_value(entries[2].case_id)
+    at.run()
+    assert not at.exception
+    assert "Example case 3" in texts(at)
+    assert at.query_params["case"] == [entries[2].case_id] or at.query_params["case"] == entries[2].case_id
+
+
+def test_dicom_upload_without_extensions_is_read_and_phases_assigned(models_dir: Path, phantom_dicom) -> None:
+    at = app_at("pages/review.py")
+    at.radio(key="review_source").set_value(inputs.SOURCES["dicom"])
+    at.run()
+    # shuffled order, no extension, upper-case extension: the content and the headers decide
+    at.file_uploader(key="dicom_files").set_value(
+        [
+            ("IM0003", phantom_dicom[D], "application/octet-stream"),
+            ("IM0001.DCM", phantom_dicom[U], "application/dicom"),
+            ("im2", phantom_dicom[A], "application/octet-stream"),
+        ]
+    )
+    at.run()
+    assert not at.exception
+    body = texts(at)
+    assert "Uploaded DICOM slices" in body
+    assert "as expected" in body  # the aorta confirms the assignment
+    assert any("Mark the lesion" in i.value for i in at.info)
+    # a box drawn on the viewer ends up in the session's marks; set it as the viewer would
+    at.session_state["review_marks"] = pool_marks((214, 200), 70)
+    at.run()
+    assert not at.exception
+    assert "Triphasic model:" in texts(at)
+
+
+def test_non_dicom_upload_gets_a_plain_message(models_dir: Path, phantom_dicom) -> None:
+    at = app_at("pages/review.py")
+    at.radio(key="review_source").set_value(inputs.SOURCES["dicom"])
+    at.run()
+    at.file_uploader(key="dicom_files").set_value(
+        [
+            ("a.dcm", b"hello, not an image", "text/plain"),
+            ("b.dcm", phantom_dicom[A], "application/dicom"),
+            ("c.dcm", b"", "application/dicom"),
+        ]
+    )
+    at.run()
+    assert not at.exception
+    assert any("not a DICOM file" in e.value for e in at.error)
+
+
+def test_swapped_phases_are_flagged_and_can_be_fixed(models_dir: Path, phantom_dicom) -> None:
+    """Arterial pixels under the delayed file's header and vice versa: the aorta gives it away."""
+    import pydicom
+
+    def swap_pixels(a: bytes, b: bytes) -> bytes:
+        ds, other = pydicom.dcmread(io.BytesIO(a)), pydicom.dcmread(io.BytesIO(b))
+        ds.PixelData = other.PixelData
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+    at = app_at("pages/review.py")
+    at.radio(key="review_source").set_value(inputs.SOURCES["dicom"])
+    at.run()
+    at.file_uploader(key="dicom_files").set_value(
+        [
+            ("u", phantom_dicom[U], "application/dicom"),
+            ("a", swap_pixels(phantom_dicom[A], phantom_dicom[D]), "x"),
+            ("d", swap_pixels(phantom_dicom[D], phantom_dicom[A]), "x"),
+        ]
+    )
+    at.run()
+    assert not at.exception
+    assert any("look swapped" in w.value for w in at.warning)
+    next(b for b in at.button if b.label == "Use the order the aorta suggests").click()
+    at.run()
+    assert not at.exception
+    assert not any("look swapped" in w.value for w in at.warning)
+    assert "as expected" in texts(at)
+
+
+def test_series_per_phase_with_a_zip(models_dir: Path, phantom_dicom) -> None:
+    at = app_at("pages/review.py")
+    at.radio(key="review_source").set_value(inputs.SOURCES["series"])
+    at.run()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("series/IM1", phantom_dicom[A])
+    at.file_uploader(key=f"series_{U}").set_value([("u1.DCM", phantom_dicom[U], "application/dicom")])
+    at.file_uploader(key=f"series_{A}").set_value([("arterial.zip", buffer.getvalue(), "application/zip")])
+    at.file_uploader(key=f"series_{D}").set_value([("d1", phantom_dicom[D], "application/dicom")])
+    at.run()
+    assert not at.exception
+    assert not at.error
+    assert "Uploaded DICOM series" in texts(at)
+
+
+def test_real_ct_series_gets_a_slice_slider_and_an_honest_phase_check(models_dir: Path) -> None:
+    """16 real portal-venous slices (HCC-TACE-Seg, CC BY 4.0) given as all three phases."""
+    from tests.conftest import REAL_CT
+
+    files = sorted(REAL_CT.glob("*.dcm"))
+    if not files:
+        pytest.skip("../shared/data/real-ct is not available")
+    at = app_at("pages/review.py")
+    at.radio(key="review_source").set_value(inputs.SOURCES["series"])
+    at.run()
+    for p in PHASES:
+        at.file_uploader(key=f"series_{p}").set_value(
+            [(f.name, f.read_bytes(), "application/dicom") for f in files]
+        )
+    at.run()
+    assert not at.exception
+    assert [s.key for s in at.slider][:3] == [f"slice_{p}" for p in PHASES]
+    assert "slice 8 of 16" in texts(at)
+    at.slider(key=f"slice_{D}").set_value(3)
+    at.run()
+    assert not at.exception
+    assert "slice 3 of 16" in texts(at)
+    body = texts(at)
+    # one series three times: the aorta cannot confirm the phases, and the page says so
+    assert "Phase check" in body and "as expected" not in body
+    assert any("come from the same series" in w.value for w in at.warning)
+
+
+def test_screen_captures_warn_about_burned_in_text(models_dir: Path, phantom_dicom) -> None:
+    from livercore.dicom_io import read_ct_slice
+    from livercore.preprocess import window_to_uint8
+
+    at = app_at("pages/review.py")
+    at.radio(key="review_source").set_value(inputs.SOURCES["capture"])
+    at.run()
+    for p in PHASES:
+        png = io.BytesIO()
+        Image.fromarray(window_to_uint8(read_ct_slice(phantom_dicom[p]).hu, p.window)).save(png, format="PNG")
+        at.file_uploader(key=f"capture_{p}").set_value((f"{p}.png", png.getvalue(), "image/png"))
+    at.run()
+    assert not at.exception
+    assert any("burned-in" in w.value for w in at.warning)
+    at.session_state["review_marks"] = pool_marks((214, 200), 70)
+    at.run()
+    assert not at.exception
+    body = texts(at)
+    assert "Triphasic model:" in body
+    assert "not HU" in body
+
+
+def test_compare_page_shows_the_five_models_for_the_review_lesion(models_dir: Path) -> None:
+    at = app_at("pages/review.py", {"case": EXAMPLE})
+    at.switch_page("pages/compare.py")
+    at.run()
+    assert not at.exception
+    assert DISCLAIMER in [w.value for w in at.warning]
+    table = at.table[0].value
+    assert list(table.index) == [PHASE_MODELS[n].label for n in MODEL_NAMES]
+    assert table.loc["Triphasic", "paper test accuracy"] == "0.84 (0.82-0.90)"
+    body = texts(at)
+    for name in MODEL_NAMES:
+        assert f"**{PHASE_MODELS[name].label}**" in body
+    # CAM grid: 3 + 2 + 1 + 1 + 1 phase tiles, plus the colour bar
+    assert image_count(at) == 9
+    assert "agree" in body
+
+
+def test_compare_page_can_open_an_example_case(models_dir: Path) -> None:
+    at = app_at("pages/compare.py")
+    assert not at.exception
+    at.button_group(key="compare_pick").set_value(cases.library_entries()[8].case_id)
+    at.run()
+    assert not at.exception
+    assert len(at.table[0].value) == len(MODEL_NAMES)
+
+
+def test_pages_without_models_explain_what_is_missing(tmp_path: Path) -> None:
+    before = os.environ.get("LIVERCORE_MODELS")
+    os.environ["LIVERCORE_MODELS"] = str(tmp_path)
+    try:
+        for page in ("pages/home.py", "pages/compare.py"):
+            at = app_at(page)
+            assert not at.exception
+            assert any("No trained models" in e.value for e in at.error)
+        at = app_at("pages/review.py", {"case": EXAMPLE})
+        assert not at.exception
+        assert any("No trained models" in e.value for e in at.error)
+        assert any("ROI" in t.value.columns for t in at.table)  # measurements still shown without models
+    finally:
+        if before is None:
+            os.environ.pop("LIVERCORE_MODELS", None)
+        else:
+            os.environ["LIVERCORE_MODELS"] = before
+
+
+# --- the app package -----------------------------------------------------------------------------
+
+
+def test_roi_stats_on_known_values() -> None:
+    hu = np.zeros((5, 5), np.float32)
+    hu[1:4, 1:4] = [[10, 20, 30], [10, 20, 30], [10, 20, 30]]
+    stats = measure.roi_stats(hu, hu > 0)
+    assert stats is not None
+    assert stats.mean_hu == pytest.approx(20.0)
+    assert stats.sd_hu == pytest.approx(np.std([10, 20, 30] * 3, ddof=1))
+    assert str(stats) == "20 ± 9"
+    assert measure.roi_stats(hu, np.zeros_like(hu, bool)) is None
+
+
+def test_aorta_order_check_suggests_the_swap() -> None:
+    ok = measure.check_phases_by_aorta({U: 40, A: 320, D: 150})
+    assert ok.plausible and ok.suggested is None
+    swapped = measure.check_phases_by_aorta({U: 40, A: 150, D: 320})
+    assert not swapped.plausible
+    assert swapped.suggested == {U: U, A: D, D: A}
+    assert inputs.assignment_from_check({U: 0, A: 1, D: 2}, swapped.suggested) == {U: 0, D: 1, A: 2}
+
+
+def test_aorta_is_found_on_phantom_phases() -> None:
+    from livercore.phantom.cohort import generate_case
+
+    case = generate_case("test-2016", 0, 7)
+    found = measure.locate_aorta(case.hu, case.spacing_mm)
+    assert found is not None
+    assert np.hypot(*np.subtract(found, case.aorta_center[A])) < 3
+    assert measure.locate_aorta({p: case.hu[U] for p in PHASES}, case.spacing_mm) is None  # no contrast
+
+
+def test_box_and_click_selections_become_marks() -> None:
+    box_event = {"box": [{"x": [100, 140], "y": [200, 230]}], "points": []}
+    m = marks.apply_selection(
+        marks.Marks(), A, box_event, marks.MarkMode.BOX, diameter_mm=20, spacing_mm=0.7, linked=True
+    )
+    assert m.complete and m.boxes[U] == LesionBox(215, 120, 30, 40)
+    click = {"points": [{"x": 50, "y": 60}], "box": []}
+    m2 = marks.apply_selection(
+        m, D, click, marks.MarkMode.CLICK, diameter_mm=14, spacing_mm=0.7, linked=False
+    )
+    assert m2.boxes[D] == LesionBox(60, 50, 20, 20) and m2.boxes[A] == m.boxes[A]
+    m3 = marks.apply_selection(
+        m2, A, click, marks.MarkMode.LIVER, diameter_mm=14, spacing_mm=0.7, linked=True
+    )
+    assert m3.liver == dict.fromkeys(PHASES, (60.0, 50.0))
+    stray = {"box": [{"x": [10, 11], "y": [10, 11]}]}
+    assert (
+        marks.apply_selection(m3, A, stray, marks.MarkMode.BOX, diameter_mm=1, spacing_mm=1, linked=True)
+        is m3
+    )
+
+
+def test_zoom_stays_inside_the_image() -> None:
+    assert figures.zoom_ranges((512, 512), 1.0, None) == ((-0.5, 511.5), (-0.5, 511.5))
+    (r0, r1), (c0, c1) = figures.zoom_ranges((512, 512), 4.0, (10.0, 300.0))
+    assert (r0, r1) == (-0.5, 127.5) and (c0 + c1) / 2 == 300.0
+
+
+def test_sniff_reads_content_not_names() -> None:
+    assert inputs.sniff(b"\0" * 128 + b"DICM....") == "dicom"
+    assert inputs.sniff(b"\x89PNG\r\n\x1a\n....") == "png"
+    assert inputs.sniff(b"PK\x03\x04...") == "zip"
+    assert inputs.sniff(b"") == "empty"
+    assert inputs.sniff(b"GIF89a") == "unknown"
+
+
+def test_capture_decompression_bomb_and_non_images_are_refused() -> None:
+    bomb = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(bomb, format="PNG")  # 25 Mpx in a few kB
+    with pytest.raises(InputError, match="larger than a screen capture"):
+        inputs.read_capture(bomb.getvalue())
+    with pytest.raises(InputError, match="not a PNG or JPEG"):
+        inputs.read_capture(b"GIF89a" + b"\0" * 100)
+    with pytest.raises(InputError, match="could not be opened"):
+        inputs.read_capture(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)).save(
+        noise, format="PNG"
+    )
+    with pytest.raises(InputError, match="damaged or truncated"):
+        inputs.read_capture(noise.getvalue()[: len(noise.getvalue()) // 2])
+    rgb = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 100, 0)).save(rgb, format="JPEG")
+    grey = inputs.read_capture(rgb.getvalue())
+    assert grey.shape == (48, 64) and grey.dtype == np.uint8
+
+
+def test_phases_of_different_sizes_are_flagged() -> None:
+    images = {
+        U: np.zeros((512, 512), np.float32),
+        A: np.zeros((512, 512), np.float32),
+        D: np.zeros((256, 256), np.float32),
+    }
+    case = inputs.make_case(
+        source="dicom", title="t", images=images, spacing_mm={U: 0.7, A: 0.7, D: 0.9}, is_hu=True
+    )
+    joined = " ".join(case.warnings)
+    assert "differ in image size" in joined and "differ in pixel spacing" in joined
+
+
+def test_agreement_names_the_papers_arterial_confusion() -> None:
+    from livercore.analysis import Analysis, ModelResult
+
+    def result(name: str, top: Category) -> ModelResult:
+        p = np.full(5, 0.1, np.float32)
+        p[top.output_index] = 0.6
+        return ModelResult(name, p, None, None)
+
+    tops = {
+        "triphasic": Category.A,
+        "art_del": Category.A,
+        "unenhanced": Category.A,
+        "arterial": Category.C,
+        "delayed": Category.A,
+    }
+    analysis = Analysis(np.zeros((3, 70, 70), np.uint8), {n: result(n, c) for n, c in tops.items()}, 0.0)
+    verdict = compare.agreement(analysis)
+    assert not verdict.unanimous
+    assert "Arterial → C" in verdict.sentences[0]
+    assert any("needs the delayed phase (washout)" in s for s in verdict.sentences)
+    table = compare.comparison_table(analysis)
+    assert table.loc[3, "paper sensitivity for its top category"] == "0.69 [24/35]"
+
+
+def test_report_is_deidentified(models_dir: Path, phantom_dicom) -> None:
+    from livercore.analysis import analyse_crops, load_models
+    from livercore.dicom_io import read_ct_slice
+
+    slices = {p: read_ct_slice(phantom_dicom[p], label=f"Doe^John_{p}.dcm") for p in PHASES}
+    case = inputs.case_from_slices(slices, source="dicom", title="Uploaded DICOM slices")
+    m = pool_marks((214, 200), 70)
+    models = load_models(models_dir)
+    analysis = analyse_crops(inputs.crops_for(case, m.boxes), models)
+    meas = measure.measure_case(case.images, case.spacing_mm, m.boxes, m.liver, m.aorta)
+    blob = report.report_json(case, m, analysis, models, meas)
+    data = json.loads(blob)
+    text = blob.decode()
+    import pydicom
+
+    header = pydicom.dcmread(io.BytesIO(phantom_dicom[A]))
+    identifying = (
+        str(header.PatientID),
+        str(header.PatientName),
+        str(header.StudyDate),
+        str(header.StudyInstanceUID),
+        str(header.SeriesInstanceUID),
+        str(header.SeriesDescription),
+        "Doe",
+        "John",
+    )
+    for value in identifying:
+        assert value not in text, value
+    assert data["disclaimer"] == DISCLAIMER
+    assert set(data["models"]) == set(MODEL_NAMES)
+    assert len(data["models"]["triphasic"]["cam_70x70"]) == 70
+    assert len(data["network_input"]["crops_uint8"]["arterial"]) == 70
+    png = report.report_png(case, analysis)
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and not image.info.get("text") and "exif" not in image.info
+
+
+def test_findings_sentence_reads_like_a_report() -> None:
+    flags = {"aphe": 1, "washout": 1, "capsule": 1, "mosaic": 0, "cirrhosis": 1}
+    assert build_cases.findings_sentence(flags, "A", 23.4) == (
+        "A 23 mm lesion with arterial-phase hyperenhancement, then washout and an enhancing capsule in the "
+        "delayed phase, in a cirrhotic liver."
+    )
+    cyst = build_cases.findings_sentence({}, Category.E, 30)
+    assert "water attenuation without enhancement" in cyst and cyst.endswith("non-cirrhotic liver.")
+
+
+def test_example_library_is_complete_and_small() -> None:
+    entries = cases.library_entries()
+    assert len(entries) == 10
+    assert sorted(e.category for e in entries) == sorted(list(CATEGORIES) * 2)
+    assert all(e.diameter_mm >= 15 and e.findings for e in entries)
+    size = sum(f.stat().st_size for f in cases.cases_dir().rglob("*") if f.is_file())
+    assert size < 10 * 2**20
+    case = cases.load_library_case(entries[0].case_id)
+    assert case.lesion_boxes.keys() == set(PHASES) and case.reference is not None
+    with pytest.raises(InputError, match="no example case"):
+        cases.load_library_case("../../etc/passwd")
