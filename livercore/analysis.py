@@ -19,13 +19,17 @@ import numpy as np
 import torch
 
 from livercore.errors import InputError
-from livercore.explain import class_activation_map
 from livercore.model import LiverNet, load_model, select_channels
 from livercore.preprocess import LesionBox, preprocess_case
 from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
 
 MODEL_LOCK = threading.Lock()
-DEFAULT_MODELS_DIR = Path(os.environ.get("LIVERCORE_MODELS", Path(__file__).resolve().parents[1] / "models"))
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def default_models_dir() -> Path:
+    """Where the shipped models are: $LIVERCORE_MODELS (read at call time), else models/."""
+    return Path(os.environ.get("LIVERCORE_MODELS") or DEFAULT_MODELS_DIR)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ def load_models(
     models_dir: str | os.PathLike[str] | None = None, *, device: str = "cpu"
 ) -> dict[str, LoadedModel]:
     """The shipped phase-models (`<models_dir>/<name>.pt`), in the paper's order, in eval mode."""
-    root = Path(models_dir) if models_dir else DEFAULT_MODELS_DIR
+    root = Path(models_dir) if models_dir else default_models_dir()
     out = {}
     for name in MODEL_NAMES:
         path = root / f"{name}.pt"
@@ -90,6 +94,8 @@ def analyse_crops(
     `cam_target` when given; no CAMs when cam_method is None."""
     if crops.shape != (len(PHASES), 70, 70) or crops.dtype != np.uint8:
         raise InputError("The lesion crops must be three 70 x 70 8-bit images.")
+    from livercore.explain import class_activation_map  # grad-cam costs seconds to import: only when used
+
     target = Category(cam_target) if cam_target else None
     start = time.perf_counter()
     results = {}

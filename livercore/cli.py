@@ -76,6 +76,7 @@ def _study_run(args: argparse.Namespace) -> int:
         models=models,
         device=args.device,
         data_note=note,
+        test_note=f"{args.test} (seed {args.seed}): {len(test)} cases",
         config=config,
     )
     if args.audit and not args.train.endswith(".csv"):

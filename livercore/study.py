@@ -99,6 +99,7 @@ def run_study(
     device: str | None = None,
     progress: bool = True,
     data_note: str = "",
+    test_note: str = "",
     validation: Dataset | None = None,
 ) -> dict[str, Any]:
     """Train every model x session, predict the test and training cohorts, write everything."""
@@ -155,7 +156,7 @@ def run_study(
                 "session": session,
                 "seed": seed,
                 "trained_on": data_note or f"{len(train)} image sets",
-                "tested_on": f"{len(test)} cases",
+                "tested_on": test_note or f"{len(test)} cases",
                 "config": asdict(config),
                 "net": asdict(result.model.config),
                 "code_version": code_version(),
