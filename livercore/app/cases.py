@@ -16,7 +16,6 @@ import pandas as pd
 
 from livercore import dicom_io
 from livercore.app.inputs import Reference, ReviewCase, make_case
-from livercore.errors import InputError
 from livercore.preprocess import LesionBox
 from livercore.vocab import PHASES, Category
 
@@ -74,7 +73,9 @@ def load_library_case(case_id: str, root: Path | None = None) -> ReviewCase:
     manifest = read_manifest(base)
     rows = manifest[manifest["case_id"] == case_id] if "case_id" in manifest.columns else manifest
     if rows.empty:
-        raise InputError(f"There is no example case '{case_id[:40]}'; choose one from the list.")
+        from livercore.app.library import library_review_case  # teaching library, site and phantom ids
+
+        return library_review_case(case_id)
     row = rows.iloc[0]
     slices = {p: dicom_io.read_ct_slice(base / str(row[p.value])) for p in PHASES}
     spacing = {p: float(sum(slices[p].pixel_spacing_mm) / 2) for p in PHASES}

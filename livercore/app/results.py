@@ -1,0 +1,747 @@
+"""The results browser: a study directory's results beside the paper's, and what they teach.
+
+A study directory (``livercore study run``; the shipped one is ``models/study``) holds
+``predictions_test.csv`` (one row per model, session and test case) and ``metrics.json``
+(the study summary, training accuracy, the shortcut audit), and may hold ``shipped.json`` and
+``pointing_game.csv``. Everything here is computed from those files and from the paper's
+published tables (``livercore.evaluate.REFERENCE_DIR``); the page only draws it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from livercore import evaluate
+from livercore.errors import InputError
+from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS, SUBTYPE_LABELS, Category
+
+DEFAULT_STUDY_DIR = Path(__file__).resolve().parents[2] / "models" / "study"
+REQUIRED_FILES = ("predictions_test.csv", "metrics.json")
+MAX_FILE_BYTES = 200 * 2**20  # a study's predictions for 5 models x 5 sessions x 1000 cases are ~25 MB
+# Table 3's rows: the five categories, category C split by vascularity (evaluate.C_SUBTYPE_ROWS).
+SENSITIVITY_ROWS: dict[str, str] = {
+    "A": "A classic HCC",
+    "B": "B other malignant",
+    "C": "C indeterminate",
+    "C_hypervascular": "C hypervascular",
+    "C_hypovascular": "C hypovascular",
+    "D": "D haemangioma",
+    "E": "E cyst",
+}
+Score = Literal["clinical", "probability"]
+# Shortcut audit: accuracy within this of the largest class share counts as "at the prior".
+AUDIT_MARGIN = 0.05
+_PAPER_KW_P = "< .001"
+
+
+# --- the study ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """One study directory, read."""
+
+    folder: Path
+    predictions: pd.DataFrame  # predictions_test.csv
+    metrics: dict[str, Any]  # metrics.json
+    shipped: dict[str, int] = field(default_factory=dict)  # model -> its shipped (median) session
+    pointing: pd.DataFrame | None = None  # pointing_game.csv
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.metrics["summary"]
+
+    @property
+    def models(self) -> list[str]:
+        """The study's models in the paper's order."""
+        present = set(self.predictions["model"].astype(str))
+        return [m for m in MODEL_NAMES if m in present]
+
+    @property
+    def n_cases(self) -> int:
+        """Test cases in the study."""
+        return int(self.predictions["case_id"].nunique())
+
+    def sessions(self, model: str) -> list[int]:
+        return sorted(
+            int(s) for s in self.predictions.loc[self.predictions["model"] == model, "session"].unique()
+        )
+
+
+def study_stamp(folder: str | os.PathLike[str]) -> tuple[tuple[str, int], ...]:
+    """Names and modification times of a study's files: a cache key that changes with them."""
+    root = Path(folder)
+    names = (*REQUIRED_FILES, "shipped.json", "pointing_game.csv")
+    return tuple((n, (root / n).stat().st_mtime_ns) for n in names if (root / n).is_file())
+
+
+def largest_confusion(counts: pd.DataFrame) -> tuple[Category, Category]:
+    """(reference, predicted) of the largest off-diagonal cell of a confusion matrix (the first
+    such cell in reading order on ties; A read as C when there is no error at all)."""
+    values = counts.to_numpy(float).copy()
+    np.fill_diagonal(values, -1)
+    if values.max() <= 0:
+        return Category.A, Category.C
+    row, col = np.unravel_index(int(np.argmax(values)), values.shape)
+    return Category(counts.index[row]), Category(counts.columns[col])
+
+
+def validate_study_dir(text: str | os.PathLike[str]) -> Path:
+    """The folder a user named, if it is a study directory on this server; InputError if not.
+
+    Only a directory holding predictions_test.csv and metrics.json (regular files under
+    MAX_FILE_BYTES) is accepted; nothing else in it is read.
+    """
+    raw = str(text).strip()
+    if not raw:
+        raise InputError("Enter the folder of a study on this server.")
+    # One message whether the folder is missing, unreadable or not a study: the page does not
+    # tell a user which folders exist on the server.
+    refused = InputError(
+        f"'{raw[:80]}' is not a study directory on this server: a study directory is a folder written "
+        f"by `livercore study run`, holding {' and '.join(REQUIRED_FILES)}."
+    )
+    folder = Path(raw).expanduser()
+    try:
+        if not folder.is_dir() or not all((folder / name).is_file() for name in REQUIRED_FILES):
+            raise refused
+        too_large = [name for name in REQUIRED_FILES if (folder / name).stat().st_size > MAX_FILE_BYTES]
+    except OSError as err:
+        raise refused from err
+    if too_large:
+        raise InputError(f"{too_large[0]} is larger than {MAX_FILE_BYTES // 2**20} MiB.")
+    return folder.resolve()
+
+
+def load_study(folder: str | os.PathLike[str] = DEFAULT_STUDY_DIR) -> Study:
+    """Read a study directory (validated by validate_study_dir first)."""
+    root = validate_study_dir(folder)
+    try:
+        predictions = pd.read_csv(root / "predictions_test.csv", dtype={"case_id": str, "subtype": str})
+        metrics = json.loads((root / "metrics.json").read_text())
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise InputError(f"The study's files could not be read: {err}") from err
+    missing = [c for c in evaluate.PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise InputError(f"predictions_test.csv lacks the column(s): {', '.join(missing)}.")
+    if not isinstance(metrics, dict):
+        raise InputError("metrics.json does not hold a study's metrics.")
+    if "summary" not in metrics:
+        metrics = {**metrics, "summary": evaluate.study_summary(predictions)}
+    shipped: dict[str, int] = {}
+    if (root / "shipped.json").is_file():
+        try:
+            shipped = {str(k): int(v) for k, v in json.loads((root / "shipped.json").read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            shipped = {}
+    pointing = None
+    if (root / "pointing_game.csv").is_file():
+        try:
+            pointing = pd.read_csv(root / "pointing_game.csv", dtype={"case_id": str})
+        except (OSError, ValueError, pd.errors.ParserError):
+            pointing = None
+    return Study(root, predictions, metrics, shipped, pointing)
+
+
+# --- number formats ----------------------------------------------------------------------------
+
+
+def _range(spread: dict[str, Any] | pd.Series | None) -> str:
+    """Median (low-high) with two decimals, e.g. "0.84 (0.82-0.90)"; "—" when missing."""
+    if spread is None:
+        return "—"
+    values = [spread.get(k) for k in ("median", "low", "high")]
+    if any(v is None or pd.isna(v) for v in values):
+        return "—"
+    return f"{values[0]:.2f} ({values[1]:.2f}-{values[2]:.2f})"
+
+
+def format_p(p: float | None) -> str:
+    """A P value as the paper prints it: ".031", "< .001"; "—" when missing."""
+    if p is None or pd.isna(p):
+        return "—"
+    return "< .001" if p < 0.001 else f"{p:.3f}".removeprefix("0")
+
+
+def _paper(name: str) -> pd.DataFrame:
+    return pd.read_csv(evaluate.REFERENCE_DIR / f"yasaka2018_{name}.csv")
+
+
+# --- Table 2, Table 3, AUC -----------------------------------------------------------------------
+
+
+def accuracy_table(study: Study) -> pd.DataFrame:
+    """Table 2: per model, training and test accuracy median (range) and the Steel test's P
+    against the triphasic model, ours beside the paper's."""
+    paper = _paper("accuracy").set_index(["model", "split"])
+    rows = {}
+    for name in study.models:
+        ours = study.summary["models"].get(name, {})
+        steel = ours.get("steel")
+        paper_p = paper.loc[(name, "test"), "steel_p_vs_triphasic"] if (name, "test") in paper.index else None
+        rows[PHASE_MODELS[name].label] = {
+            "training: ours": _range((study.metrics.get("train_accuracy") or {}).get(name)),
+            "training: paper": _range(paper.loc[(name, "train")]) if (name, "train") in paper.index else "—",
+            "test: ours": _range(ours.get("accuracy")),
+            "test: paper": _range(paper.loc[(name, "test")]) if (name, "test") in paper.index else "—",
+            "Steel P vs triphasic: ours": format_p(steel["p"]) if steel else "—",
+            "Steel P vs triphasic: paper": format_p(paper_p),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    return table
+
+
+def kruskal_wallis_text(study: Study) -> str:
+    """The Kruskal-Wallis test across the models' session accuracies, ours and the paper's."""
+    kw = study.summary.get("kruskal_wallis") or {}
+    return (
+        f"Kruskal-Wallis test across the {len(study.models)} models' session accuracies: "
+        f"P {format_p(kw.get('p'))} (ours), P {_PAPER_KW_P} (paper). The Steel test compares "
+        "each model with the triphasic model; P < .05 is significant."
+    )
+
+
+def sensitivity_table(study: Study) -> pd.DataFrame:
+    """Table 3: test sensitivity per category (C also split by vascularity) and model, as
+    "median [n/N] (low-high)" (n/N of the median session); our row above the paper's."""
+    side = evaluate.compare_with_paper(study.summary)["sensitivity"].set_index(["model", "category"])
+    rows: dict[str, dict[str, str]] = {}
+    for key, label in SENSITIVITY_ROWS.items():
+        for who in ("ours", "paper"):
+            row = {}
+            for name in study.models:
+                if (name, key) not in side.index:
+                    row[PHASE_MODELS[name].label] = "—"
+                    continue
+                r = side.loc[(name, key)]
+                median, low, high = r[f"{who}_median"], r[f"{who}_low"], r[f"{who}_high"]
+                n, total = r[f"{who}_n_correct"], r[f"{who}_n_total"]
+                row[PHASE_MODELS[name].label] = (
+                    "—" if pd.isna(median) else f"{median:.2f} [{int(n)}/{int(total)}] ({low:.2f}-{high:.2f})"
+                )
+            rows[f"{label}: {who}"] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "category"
+    return table
+
+
+def auc_table(study: Study) -> pd.DataFrame:
+    """AUC of A-B (malignant) versus C-E, median (range) over sessions: ours from the clinical
+    score (the paper's method) and from P(A) + P(B), beside the paper's."""
+    paper = _paper("auc").set_index("model")
+    rows = {}
+    for name in study.models:
+        ours = study.summary["models"].get(name, {})
+        rows[PHASE_MODELS[name].label] = {
+            "ours (clinical score)": _range(ours.get("auc_clinical")),
+            "paper (clinical score)": _range(paper.loc[name]) if name in paper.index else "—",
+            "ours (P(A) + P(B))": _range(ours.get("auc_probability")),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    return table
+
+
+# --- ROC curves ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionRoc:
+    session: int
+    fpr: np.ndarray  # (t,)
+    tpr: np.ndarray  # (t,)
+    auc: float
+
+
+def session_rocs(study: Study, model: str, *, score: Score = "clinical") -> list[SessionRoc]:
+    """ROC curve and AUC of A-B vs C-E for every session of `model`."""
+    df = study.predictions[study.predictions["model"] == model]
+    out = []
+    for session, group in df.groupby("session"):
+        try:
+            roc = evaluate.roc_malignant(group, score=score)
+        except ValueError:  # a cohort without both malignant and benign lesions
+            continue
+        out.append(SessionRoc(int(session), roc.fpr, roc.tpr, float(roc.auc)))
+    return out
+
+
+def median_roc(rocs: list[SessionRoc]) -> SessionRoc | None:
+    """The session whose AUC is the median (the lower middle one for an even count)."""
+    if not rocs:
+        return None
+    return sorted(rocs, key=lambda r: (r.auc, r.session))[(len(rocs) - 1) // 2]
+
+
+def roc_figure(study: Study, *, score: Score = "clinical", height: int = 340) -> go.Figure:
+    """One panel per model: every session's ROC curve thin, the median-AUC session bold, the
+    chance diagonal, and the paper's AUC in the panel title."""
+    paper = _paper("auc").set_index("model")
+    models = study.models
+    titles = []
+    panels = []
+    for name in models:
+        rocs = session_rocs(study, name, score=score)
+        best = median_roc(rocs)
+        panels.append((rocs, best))
+        ours = f"ours {best.auc:.2f}" if best else "ours —"
+        theirs = f"paper {paper.loc[name, 'median']:.2f}" if name in paper.index else "paper —"
+        titles.append(f"<b>{PHASE_MODELS[name].label}</b><br>AUC {ours} · {theirs}")
+    fig = make_subplots(rows=1, cols=max(len(models), 1), subplot_titles=titles, shared_yaxes=True)
+    for col, (name, (rocs, best)) in enumerate(zip(models, panels, strict=True), start=1):
+        colour = "#0072B2"
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line={"color": "#BBBBBB", "dash": "dot", "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+        for roc in rocs:
+            bold = best is not None and roc.session == best.session
+            fig.add_trace(
+                go.Scatter(
+                    x=roc.fpr,
+                    y=roc.tpr,
+                    mode="lines+markers" if bold else "lines",
+                    line={"color": colour, "width": 3.5 if bold else 1},
+                    opacity=1.0 if bold else 0.45,
+                    name=f"session {roc.session}" + (" (median AUC)" if bold else ""),
+                    hovertemplate=(
+                        f"{PHASE_MODELS[name].label}, session {roc.session} (AUC {roc.auc:.2f})<br>"
+                        "1 - specificity %{x:.2f}, sensitivity %{y:.2f}<extra></extra>"
+                    ),
+                    showlegend=False,
+                ),
+                row=1,
+                col=col,
+            )
+        fig.update_xaxes(title_text="1 - specificity", range=[-0.02, 1.02], row=1, col=col, fixedrange=True)
+    fig.update_yaxes(title_text="sensitivity (A-B)", range=[-0.02, 1.02], row=1, col=1, fixedrange=True)
+    fig.update_yaxes(fixedrange=True)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=height, margin={"l": 0, "r": 10, "t": 60, "b": 0})
+    return fig
+
+
+# --- confusion matrices and the cases behind a cell ----------------------------------------------
+
+
+def _model_rows(study: Study, model: str, session: int | None) -> pd.DataFrame:
+    df = study.predictions[study.predictions["model"] == model]
+    return df if session is None else df[df["session"] == session]
+
+
+def confusion_counts(study: Study, model: str, session: int | None = None) -> pd.DataFrame:
+    """(5, 5) counts, reference category in rows and prediction in columns; one session, or all
+    sessions pooled (each test case counted once per session) when session is None."""
+    return evaluate.confusion(_model_rows(study, model, session))
+
+
+def confusion_figure(counts: pd.DataFrame, *, normalize: bool, height: int = 380) -> go.Figure:
+    """A confusion-matrix heatmap: counts, or fractions of each reference row (with the counts)."""
+    values = counts.to_numpy(float)
+    totals = values.sum(axis=1, keepdims=True)
+    fractions = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+    z = fractions if normalize else values
+    text = [
+        [f"{f * 100:.0f} %<br>({int(n)})" if normalize else f"{int(n)}" for f, n in zip(fr, vr, strict=True)]
+        for fr, vr in zip(fractions, values, strict=True)
+    ]
+    labels = [f"{c.value} {c.info.name}" for c in CATEGORIES]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=labels,
+            zmin=0,
+            zmax=1 if normalize else max(float(values.max()), 1.0),
+            colorscale="Blues",
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate="reference %{y} → predicted %{x}: %{text}<extra></extra>",
+            colorbar={"title": "share of row" if normalize else "cases", "thickness": 12},
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        xaxis={"title": "predicted", "side": "top", "fixedrange": True},
+        yaxis={"title": "reference standard", "autorange": "reversed", "fixedrange": True},
+    )
+    return fig
+
+
+def cell_cases(
+    study: Study, model: str, session: int | None, true: Category | str, predicted: Category | str
+) -> pd.DataFrame:
+    """The test cases behind one confusion cell: reference `true`, read as `predicted`.
+
+    One row per case: the sessions in which it fell in that cell (one, or several when session
+    is None and the sessions are pooled), how many, and the model's P(reference) and
+    P(predicted) in %, the mean over those sessions. Sorted by how often, then by case id.
+    """
+    t, p = Category(true).value, Category(predicted).value
+    df = _model_rows(study, model, session)
+    hits = df[(df["category"] == t) & (df["predicted"] == p)]
+    columns = ["case_id", "subtype", "sessions", "n sessions", f"P({t}) %", f"P({p}) %"]
+    if hits.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = (
+        hits.groupby("case_id", sort=False)
+        .agg(
+            subtype=("subtype", "first"),
+            sessions=("session", lambda s: ", ".join(str(int(v)) for v in sorted(s))),
+            n=("session", "size"),
+            p_true=(f"p_{t}", "mean"),
+            p_pred=(f"p_{p}", "mean"),
+        )
+        .reset_index()
+    )
+    grouped["subtype"] = grouped["subtype"].map(lambda s: SUBTYPE_LABELS.get(str(s), str(s)))
+    grouped[f"P({t}) %"] = (grouped.pop("p_true") * 100).round(0)
+    grouped[f"P({p}) %"] = (grouped.pop("p_pred") * 100).round(0)
+    grouped = grouped.rename(columns={"n": "n sessions"})
+    grouped = grouped.sort_values(["n sessions", "case_id"], ascending=[False, True], kind="stable")
+    return grouped[columns].reset_index(drop=True)
+
+
+# --- the paper's teaching points, with our evidence ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many lesions of one kind a model read as one category, per session."""
+
+    counts: tuple[int, ...]  # per session
+    total: int  # lesions of that kind in the test set
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.counts)) if self.counts else float("nan")
+
+    def __str__(self) -> str:
+        """The median count of `total`, with its range over sessions when it varies: "5/21 (3-8)"."""
+        if not self.counts or not self.total:
+            return "—"
+        low, high = min(self.counts), max(self.counts)
+        return f"{self.median:g}/{self.total}" + (f" ({low}-{high})" if low != high else "")
+
+
+def misread(
+    study: Study, model: str, true: Category | str, predicted: Category | str, *, subtype: str | None = None
+) -> Tally:
+    """How many test lesions of category `true` (and `subtype`, if given) `model` read as
+    `predicted`, in each session."""
+    df = study.predictions[
+        (study.predictions["model"] == model) & (study.predictions["category"] == Category(true).value)
+    ]
+    if subtype is not None:
+        df = df[df["subtype"] == subtype]
+    sessions = study.sessions(model)
+    counts = tuple(
+        int((df.loc[df["session"] == s, "predicted"] == Category(predicted).value).sum()) for s in sessions
+    )
+    total = int(df["case_id"].nunique())
+    return Tally(counts, total)
+
+
+@dataclass(frozen=True)
+class TeachingPoint:
+    title: str
+    paper: str  # the paper's point in plain words
+    ours: str  # our study's evidence, computed
+    shown: bool | None  # whether our study shows the same pattern (None: not a testable claim)
+
+
+def _sens(study: Study, model: str, row: str) -> float:
+    s = study.summary["models"].get(model, {}).get("sensitivity", {}).get(row, {})
+    value = s.get("median")
+    return float("nan") if value is None else float(value)
+
+
+def _names(models: list[str]) -> str:
+    labels = [PHASE_MODELS[m].label.lower() for m in models]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _phase_confusion_point(study: Study, single: str, other_c: str, lacking: str, why: str) -> TeachingPoint:
+    paper_counts = {"arterial": (9, 21, 8, 21), "delayed": (9, 21, 5, 14)}[single]
+    a_as_c = misread(study, single, Category.A, Category.C)
+    c_as_a = misread(study, single, Category.C, Category.A, subtype=other_c)
+    n_sessions = len(a_as_c.counts)
+    title = f"The {single} phase alone confuses classic HCC with {other_c} category-C lesions"
+    paper = (
+        f"In the paper, the {single} model read {paper_counts[0]}/{paper_counts[1]} classic HCCs as "
+        f"category C and {paper_counts[2]}/{paper_counts[3]} {other_c} category-C lesions as classic HCC. "
+        f"Telling them apart needs the {lacking} phase ({why})."
+    )
+    ours = (
+        f"Our {single} model, median (range) over {n_sessions} sessions: {a_as_c} classic HCCs read "
+        f"as C, {c_as_a} {other_c} C lesions read as A."
+    )
+    shown: bool | None = None
+    if "triphasic" in study.models and single != "triphasic":
+        tri_a = misread(study, "triphasic", Category.A, Category.C)
+        tri_c = misread(study, "triphasic", Category.C, Category.A, subtype=other_c)
+        ours += f" With all three phases (triphasic model): {tri_a} and {tri_c}."
+        single_total, tri_total = a_as_c.median + c_as_a.median, tri_a.median + tri_c.median
+        shown = single_total > tri_total
+        paper_share = (paper_counts[0] + paper_counts[2]) / (paper_counts[1] + paper_counts[3])
+        ours_share = single_total / max(a_as_c.total + c_as_a.total, 1)
+        if not shown:
+            ours += (
+                f" Our phantom does not reproduce this confusion: the {single} model already separates them."
+            )
+        elif ours_share < paper_share / 2:
+            ours += (
+                f" The confusion is milder than in the paper (the phantom's lesions are more typical than "
+                f"patients'), and the {lacking} phase removes it."
+            )
+        else:
+            ours += f" The same confusion, and the {lacking} phase removes most of it."
+    return TeachingPoint(title, paper, ours, shown)
+
+
+def _b_and_e_point(study: Study) -> TeachingPoint:
+    paper = _paper("sensitivity")
+    paper_b = paper[paper["category"] == "B"]["median"]
+    b = {m: _sens(study, m, "B") for m in study.models}
+    e = {m: _sens(study, m, "E") for m in study.models}
+    lowest = [
+        m
+        for m in study.models
+        if not np.isnan(b[m])
+        and b[m]
+        <= min(_sens(study, m, c.value) for c in CATEGORIES if not np.isnan(_sens(study, m, c.value)))
+    ]
+    b_text = ", ".join(f"{PHASE_MODELS[m].label.lower()} {b[m]:.2f}" for m in study.models)
+    e_text = ", ".join(f"{PHASE_MODELS[m].label.lower()} {e[m]:.2f}" for m in study.models)
+    others = [m for m in study.models if m not in lowest]
+    if not lowest:
+        verdict = (
+            "In our phantom, B is not the hardest category for any model: its metastases and "
+            "cholangiocarcinomas are more typical than the paper's patients."
+        )
+    else:
+        plural = "s" if len(lowest) > 1 else ""
+        verdict = f"B is the hardest category for the {_names(lowest)} model{plural}"
+        verdict += (
+            f"; the {_names(others)} model{'s' if len(others) > 1 else ''} find most B lesions in our phantom."
+            if others
+            else ", as in the paper."
+        )
+    ours = f"Our sensitivity for B (median over sessions): {b_text}; for cysts: {e_text}. {verdict}"
+    shown = bool(lowest) and all(v >= 0.9 for v in e.values() if not np.isnan(v))
+    return TeachingPoint(
+        "Category B is hard for every model; cysts are easy for every model",
+        "In the paper, sensitivity for other malignant lesions (B: cholangiocarcinoma, combined "
+        f"HCC-cholangiocarcinoma, metastases) was only {paper_b.min():.2f}-{paper_b.max():.2f}, whatever "
+        "the phases: they are few (9 in the test set) and varied. Cysts (water attenuation, no "
+        "enhancement) were recognised by every model.",
+        ours,
+        shown,
+    )
+
+
+def _phases_point(study: Study) -> TeachingPoint:
+    paper = _paper("accuracy").query("split == 'test'").set_index("model")["median"]
+    ours = {m: study.summary["models"][m]["accuracy"]["median"] for m in study.models}
+    order = sorted(ours, key=lambda m: -ours[m])
+    text = ", ".join(f"{PHASE_MODELS[m].label.lower()} {ours[m]:.2f}" for m in order)
+    paper_text = ", ".join(
+        f"{PHASE_MODELS[m].label.lower()} {paper[m]:.2f}"
+        for m in sorted(paper.index, key=lambda m: -paper[m])
+    )
+    combined = {"triphasic", "art_del"}
+    single = [m for m in study.models if m not in combined]
+    top_two = set(order[:2]) == combined if combined <= set(ours) else False
+    weakest = order[-1] == "unenhanced" if "unenhanced" in ours else False
+    verdict = []
+    verdict.append(
+        "As in the paper, the models that combine phases beat every single-phase model."
+        if top_two
+        else "Unlike the paper, a single-phase model matches a multiphase one here."
+    )
+    if "unenhanced" in ours:
+        verdict.append(
+            "The unenhanced model is the weakest, as in the paper."
+            if weakest
+            else "The unenhanced model is not the weakest here."
+        )
+    return TeachingPoint(
+        "Each phase adds information; the unenhanced phase alone carries least",
+        "In the paper, test accuracy fell from the triphasic model to single phases: "
+        f"{paper_text}. Enhancement patterns are what tell the categories apart, so the "
+        "unenhanced phase alone is weakest.",
+        f"Our test accuracy (median over sessions): {text}. " + " ".join(verdict),
+        top_two and (weakest or not single),
+    )
+
+
+def _limits_point(study: Study) -> TeachingPoint:
+    from scipy.stats import binomtest
+
+    model = "triphasic" if "triphasic" in study.models else study.models[0]
+    s = study.summary["models"][model]["sensitivity"]["B"]
+    n, total = int(s["n_correct"]), int(s["n_total"])
+    if total:
+        ci = binomtest(n, total).proportion_ci(confidence_level=0.95, method="exact")
+        ours = (
+            f"Our test set has {total} category-B lesions too: the {PHASE_MODELS[model].label.lower()} "
+            f"model's median session found {n} of them, a sensitivity of {n / total:.2f} whose exact 95 % "
+            f"confidence interval runs from {ci.low:.2f} to {ci.high:.2f}; one lesion more or less moves it "
+            f"by {1 / total:.2f}. Our models also see one 70 x 70 section per phase and no history."
+        )
+    else:
+        ours = "Our test set has no category-B lesions."
+    return TeachingPoint(
+        "What the network cannot know",
+        "The authors name the study's limits: the network sees one section per phase, shrunk to "
+        "70 x 70 pixels (a radiologist scrolls through the whole lesion); it has no clinical history "
+        "(cirrhosis, a known primary tumour, tumour markers); and category B had few cases.",
+        ours,
+        None,
+    )
+
+
+def teaching_points(study: Study) -> list[TeachingPoint]:
+    """The paper's teaching points (paper.md) in plain words, each with our study's evidence."""
+    points = []
+    if "arterial" in study.models:
+        points.append(
+            _phase_confusion_point(study, "arterial", "hypervascular", "delayed", "washout and capsule")
+        )
+    if "delayed" in study.models:
+        points.append(
+            _phase_confusion_point(study, "delayed", "hypovascular", "arterial", "arterial hyperenhancement")
+        )
+    points.append(_b_and_e_point(study))
+    points.append(_phases_point(study))
+    points.append(_limits_point(study))
+    return points
+
+
+# --- where the models look: the pointing game -----------------------------------------------------
+
+
+POINTING_TEXT = (
+    "**The pointing game.** For every test lesion, each shipped model's Grad-CAM map (for the "
+    "category it predicted) is compared with where the lesion really is, which the phantom knows "
+    "exactly. The number is the share of the map's energy that falls inside the lesion. A model "
+    "that ignored the lesion and spread its attention evenly would score the lesion's share of "
+    "the crop's area (the chance level, about 0.2: the crop is twice the lesion's width). Well "
+    "above chance means the evidence comes from the lesion; near or below chance means the model "
+    "looked elsewhere: at the liver around it (which the category criteria also compare "
+    "against) or at something it should not use."
+)
+
+
+def pointing_summary(study: Study) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(energy, chance): median share of Grad-CAM energy inside the lesion, and median lesion
+    area share (the chance level), per model (rows) and category (columns, plus "all"); None
+    when the study has no pointing_game.csv. The same medians as livercore.rationale.summarise."""
+    table = study.pointing
+    if table is None or table.empty:
+        return None
+    order = [m for m in MODEL_NAMES if m in set(table["model"])]
+
+    def pivot(column: str) -> pd.DataFrame:
+        by_cat = table.pivot_table(index="model", columns="category", values=column, aggfunc="median")
+        by_cat["all"] = table.groupby("model")[column].median()
+        by_cat = by_cat.reindex(
+            index=order, columns=[c.value for c in CATEGORIES if c.value in by_cat] + ["all"]
+        )
+        by_cat.index = [PHASE_MODELS[m].label for m in by_cat.index]
+        return by_cat
+
+    return pivot("energy_in_lesion"), pivot("lesion_area_share")
+
+
+def pointing_figure(energy: pd.DataFrame, chance: pd.DataFrame, *, height: int = 300) -> go.Figure:
+    """Models x categories: median energy inside the lesion, each cell with its chance level."""
+    z = energy.to_numpy(float)
+    text = [
+        [f"{e:.2f}<br>chance {c:.2f}" for e, c in zip(er, cr, strict=True)]
+        for er, cr in zip(z, chance.to_numpy(float), strict=True)
+    ]
+    columns = ["all categories" if c == "all" else f"{c} {Category(c).info.name}" for c in energy.columns]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=columns,
+            y=list(energy.index),
+            zmin=0,
+            zmax=1,
+            colorscale="Greens",
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate="%{y}, %{x}: %{text}<extra></extra>",
+            colorbar={"title": "energy in lesion", "thickness": 12},
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        xaxis={"side": "top", "fixedrange": True},
+        yaxis={"autorange": "reversed", "fixedrange": True},
+    )
+    return fig
+
+
+# --- the shortcut audit ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Audit:
+    accuracy: float  # the triphasic model trained and tested with every lesion painted over
+    largest_class_share: float  # what always answering the commonest category scores
+    n_test: int
+    passed: bool
+    explanation: str
+
+
+def shortcut_audit(study: Study) -> Audit | None:
+    """The shortcut audit of metrics.json, with its explanation; None when the study has none."""
+    audit = study.metrics.get("shortcut_audit")
+    if not audit:
+        return None
+    acc, share = float(audit["accuracy_without_lesion"]), float(audit["largest_class_share"])
+    passed = acc <= share + AUDIT_MARGIN
+    text = (
+        "**What was tested.** A triphasic model was trained and tested on the same cases with every "
+        "lesion painted over by liver: everything else (the crop position, the liver around it, "
+        "noise, scanner, body size) stayed as it was. Such a model cannot see any lesion, so it "
+        "should do no better than always answering the commonest category "
+        f"({share:.2f} of the {int(audit.get('n_test', 0))} test cases). "
+    )
+    if passed:
+        text += (
+            f"**Result.** Accuracy without lesions {acc:.2f}: at that level. The generator leaves no "
+            "shortcut: what the models get right, they get from the lesion."
+        )
+    else:
+        text += (
+            f"**Result.** Accuracy without lesions {acc:.2f}, {acc - share:.2f} above that level: the "
+            "surroundings carry some information about the category. In the phantom, as in real "
+            "patients, a cirrhotic liver is common around classic HCC and category-C nodules and rare "
+            "around metastases, haemangiomas and cysts, and the crop shows that liver. Part of what the "
+            "models get right may come from the background, as it would for a radiologist who notices "
+            "cirrhosis; the pointing game shows how much of their attention is on the lesion."
+        )
+    return Audit(acc, share, int(audit.get("n_test", 0)), passed, text)

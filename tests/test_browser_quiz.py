@@ -1,0 +1,91 @@
+"""The quiz in a real browser: Debian's chromium driven by Playwright against `streamlit run`.
+
+Runs the router when it has a quiz route, else the quiz page on its own. Skipped cleanly when
+/usr/bin/chromium or the playwright package is missing. The screenshot goes to
+$LIVERCORE_SCREENSHOTS when set, else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_browser import CHROMIUM, free_port, full_page_screenshot, launch, wait_healthy, wait_settled
+
+ROOT = Path(__file__).resolve().parents[1]
+FEEDBACK_IMAGES = 3 + 3 + 1  # the three phases, the triphasic model's CAMs, the CAM colour bar
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def playwright_api() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def quiz_url(playwright_api: Any) -> Iterator[str]:
+    routed = "pages/quiz.py" in (ROOT / "streamlit_app.py").read_text()
+    script = "streamlit_app.py" if routed else "pages/quiz.py"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            script,
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(port)
+        yield f"http://127.0.0.1:{port}" + ("/quiz" if routed else "/")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_answer_one_question_and_see_the_feedback(playwright_api: Any, quiz_url: str, tmp_path: Path) -> None:
+    browser = launch(playwright_api)
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(quiz_url)
+        page.wait_for_selector("text=Check my answer", timeout=90_000)
+        wait_settled(page, 3)
+        assert page.get_by_text("For teaching and research only").count() == 1
+        page.locator("[data-testid=stRadio]").get_by_text("B other malignant").click()
+        page.get_by_role("button", name="Check my answer").click()
+        page.wait_for_selector("text=What the network said", timeout=90_000)
+        wait_settled(page, FEEDBACK_IMAGES)
+        correct = page.get_by_text("Correct:").count()
+        wrong = page.get_by_text("Not quite: you chose B other malignant").count()
+        assert correct + wrong == 1
+        assert page.get_by_text("sees the same phases as you").count() == 1
+        assert page.get_by_text("Score this session").count() == 1
+        shots = Path(os.environ.get("LIVERCORE_SCREENSHOTS") or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        full_page_screenshot(page, shots / "quiz-feedback.png")
+        assert (shots / "quiz-feedback.png").stat().st_size > 50_000
+        page.get_by_role("button", name="Next case").click()
+        page.wait_for_selector("text=Question 2", timeout=60_000)
+    finally:
+        browser.close()

@@ -1,0 +1,479 @@
+"""The results browser, the teaching library and the quiz: their logic, and each page (AppTest)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from livercore.app import inputs, library, quiz, results
+from livercore.errors import InputError
+from livercore.vocab import CATEGORIES, DISCLAIMER, PHASES, SUBTYPES, Category, Phase
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "pages"
+STUDY = ROOT / "models" / "study"
+U, A, D = PHASES
+
+
+@pytest.fixture(scope="module")
+def study() -> results.Study:
+    return results.load_study(STUDY)
+
+
+@pytest.fixture(scope="module")
+def predictions() -> pd.DataFrame:
+    return pd.read_csv(STUDY / "predictions_test.csv")
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory: pytest.TempPathFactory, predictions: pd.DataFrame) -> Path:
+    """A study directory of two models x two sessions whose metrics.json has no summary,
+    training accuracy, audit or pointing game (a site's own, or an older, study)."""
+    folder = tmp_path_factory.mktemp("study")
+    subset = predictions[predictions.model.isin(["triphasic", "arterial"]) & predictions.session.isin([1, 2])]
+    subset.to_csv(folder / "predictions_test.csv", index=False)
+    (folder / "metrics.json").write_text(json.dumps({"sessions": {}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site's teaching-case folder: a tiny exported phantom cohort and its labels.csv."""
+    from livercore.phantom.export import export_cohort
+
+    folder = tmp_path_factory.mktemp("site")
+    manifest = export_cohort("site-check", folder, seed=5, size=6, workers=1)
+    labels = manifest.drop(columns=[c for c in manifest.columns if c.startswith("aorta_")])
+    labels["findings"] = ["A well-defined lesion."] + [""] * (len(labels) - 1)
+    labels.to_csv(folder / library.SITE_LABELS, index=False)
+    return folder
+
+
+@pytest.fixture()
+def site_env(site_folder: Path) -> Iterator[Path]:
+    before = os.environ.get(library.SITE_ENV)
+    os.environ[library.SITE_ENV] = str(site_folder)
+    yield site_folder
+    if before is None:
+        os.environ.pop(library.SITE_ENV, None)
+    else:
+        os.environ[library.SITE_ENV] = before
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+def test_confusion_cell_lists_exactly_the_cases_of_predictions_test(
+    study: results.Study, predictions: pd.DataFrame
+) -> None:
+    arterial = predictions[predictions.model == "arterial"]
+    expected = arterial[(arterial.category == "A") & (arterial.predicted == "C")]
+    pooled = results.cell_cases(study, "arterial", None, Category.A, Category.C)
+    assert set(pooled.case_id) == set(expected.case_id)
+    assert pooled["n sessions"].sum() == len(expected)
+    first = pooled.iloc[0]
+    assert first["n sessions"] == expected.case_id.value_counts().max()
+    one = results.cell_cases(study, "arterial", 3, "A", "C")
+    in_session = expected[expected.session == 3]
+    assert list(one.case_id) == sorted(in_session.case_id)
+    row = in_session.set_index("case_id").loc[one.case_id[0]]
+    assert one["P(C) %"][0] == round(row.p_C * 100)
+    assert results.cell_cases(study, "triphasic", None, "E", "A").empty
+
+
+def test_pooled_confusion_is_the_sum_of_the_sessions(study: results.Study) -> None:
+    pooled = results.confusion_counts(study, "delayed")
+    total = sum(results.confusion_counts(study, "delayed", s) for s in study.sessions("delayed"))
+    assert (pooled == total).all().all()
+    assert pooled.to_numpy().sum() == 5 * 100
+    assert results.largest_confusion(results.confusion_counts(study, "arterial")) == (Category.C, Category.A)
+
+
+def test_teaching_point_evidence_is_counted_from_the_study(
+    study: results.Study, predictions: pd.DataFrame
+) -> None:
+    arterial = predictions[predictions.model == "arterial"]
+    per_session = [
+        int(((g.category == "C") & (g.subtype == "hypervascular") & (g.predicted == "A")).sum())
+        for _, g in arterial.groupby("session")
+    ]
+    tally = results.misread(study, "arterial", "C", "A", subtype="hypervascular")
+    assert tally.counts == tuple(per_session)
+    assert tally.total == 21
+    assert str(tally).startswith(f"{np.median(per_session):g}/21")
+    points = results.teaching_points(study)
+    assert points[0].title.startswith("The arterial phase alone")
+    assert "9/21" in points[0].paper and "8/21" in points[0].paper  # the paper's figures
+    assert str(tally) in points[0].ours  # ours, computed
+    assert str(results.misread(study, "delayed", "C", "A", subtype="hypovascular")) in points[1].ours
+    b = study.summary["models"]["unenhanced"]["sensitivity"]["B"]["median"]
+    assert f"unenhanced {b:.2f}" in points[2].ours
+    assert [p.shown for p in points][-1] is None  # the limitations are not a testable claim
+
+
+def test_tables_put_ours_beside_the_paper(study: results.Study) -> None:
+    table2 = results.accuracy_table(study)
+    assert table2.loc["Triphasic", "test: paper"] == "0.84 (0.82-0.90)"
+    assert table2.loc["Triphasic", "test: ours"] == "0.94 (0.93-0.96)"
+    assert table2.loc["Unenhanced", "Steel P vs triphasic: paper"] == ".031"
+    table3 = results.sensitivity_table(study)
+    assert len(table3) == 2 * len(results.SENSITIVITY_ROWS)
+    assert table3.loc["C hypervascular: paper", "Arterial"] == "0.57 [12/21] (0.52-0.76)"
+    auc = results.auc_table(study)
+    assert auc.loc["Delayed", "paper (clinical score)"] == "0.81 (0.79-0.82)"
+    assert "P < .001 (ours)" in results.kruskal_wallis_text(study)
+
+
+def test_roc_sessions_match_the_metrics_and_the_median_is_bold(study: results.Study) -> None:
+    rocs = results.session_rocs(study, "triphasic")
+    stored = {
+        int(k.split("/s")[1]): v["auc_clinical"]["auc"]
+        for k, v in study.metrics["sessions"].items()
+        if k.startswith("triphasic/")
+    }
+    assert {r.session: round(r.auc, 6) for r in rocs} == {s: round(a, 6) for s, a in stored.items()}
+    best = results.median_roc(rocs)
+    assert best is not None and best.auc == sorted(r.auc for r in rocs)[2]
+    fig = results.roc_figure(study)
+    assert sum(t.line.width == 3.5 for t in fig.data) == len(study.models)
+
+
+def test_pointing_game_and_shortcut_audit(study: results.Study) -> None:
+    pointing = results.pointing_summary(study)
+    assert pointing is not None
+    energy, chance = pointing
+    table = pd.read_csv(STUDY / "pointing_game.csv")
+    e = table[(table.model == "delayed") & (table.category == "E")].energy_in_lesion.median()
+    assert energy.loc["Delayed", "E"] == pytest.approx(e)
+    assert (chance.loc["Triphasic"] < energy.loc["Triphasic"]).all()  # triphasic beats chance everywhere
+    audit = results.shortcut_audit(study)
+    assert audit is not None and not audit.passed
+    assert "0.48" in audit.explanation and "0.35" in audit.explanation
+
+
+def test_any_study_directory_is_validated(tmp_path: Path, small_study: Path) -> None:
+    (tmp_path / "metrics.json").write_text("{}")  # one of the two files only
+    for folder in (tmp_path, tmp_path / "missing", tmp_path / "metrics.json"):
+        with pytest.raises(InputError, match="is not a study directory on this server"):
+            results.validate_study_dir(folder)
+    with pytest.raises(InputError):
+        results.validate_study_dir("   ")
+    small = results.load_study(small_study)  # the summary is computed when metrics.json lacks it
+    assert small.models == ["triphasic", "arterial"]
+    assert results.accuracy_table(small).loc["Arterial", "training: ours"] == "—"
+    assert results.shortcut_audit(small) is None and results.pointing_summary(small) is None
+    assert len(results.teaching_points(small)) == 4  # no delayed model: no delayed-phase point
+
+
+# --- the teaching library --------------------------------------------------------------------------
+
+
+def test_library_covers_every_subtype_with_at_least_eight_per_category() -> None:
+    table = library.read_library()
+    assert tuple(table.columns) == library.LIBRARY_COLUMNS
+    counts = Counter(table.category)
+    assert all(counts[c.value] >= 8 for c in CATEGORIES)
+    assert {s for subs in SUBTYPES.values() for s in subs} <= set(table.subtype)
+    assert table.case_id.is_unique
+    assert (table.lesion_diameter_mm >= library.DIAMETER_MM[0]).all()
+    assert table.findings.str.startswith("Unenhanced:").all()
+    assert set(table.cohort) <= {library.LIBRARY_COHORT, library.FALLBACK_COHORT}
+
+
+@pytest.mark.parametrize("row", [0, 12, 48])  # library cohort (A), train-2013 (B combined), a cyst
+def test_library_rows_regenerate_the_cases_they_describe(row: int) -> None:
+    from livercore.phantom import generate_case
+
+    entry = library.library_entries()[row]
+    case = generate_case(entry.cohort, entry.seed, entry.index, entry.size)
+    assert case.case_id == entry.case_id
+    assert (case.category, case.subtype) == (entry.category, entry.subtype)
+    assert round(case.lesion_diameter_mm, 1) == entry.diameter_mm
+    assert library.phantom_findings(case) == entry.findings
+
+
+def test_findings_read_like_a_radiologist() -> None:
+    flags = {"aphe": True, "washout": True, "capsule": True, "mosaic": True, "cirrhosis": True}
+    hu_a = {U: 45.0, A: 120.0, D: 80.0}
+    liver = {U: 55.0, A: 80.0, D: 100.0}
+    assert library.describe_findings(flags, "A", "imaging", lesion_hu=hu_a, liver_hu=liver) == (
+        "Unenhanced: hypo-attenuating to liver. Arterial: non-rim hyperenhancement with a mosaic pattern. "
+        "Delayed: washout and an enhancing capsule. Cirrhotic liver."
+    )
+    cyst = library.describe_findings(
+        {}, "E", "simple_cyst", lesion_hu={U: 8.0, A: 9.0, D: 9.0}, liver_hu=liver
+    )
+    assert cyst.startswith("Unenhanced: water attenuation (8 HU)") and "Non-cirrhotic liver." in cyst
+    hyper_c = library.describe_findings(
+        {"aphe": True}, "C", "hypervascular", lesion_hu={U: 55.0, A: 110.0, D: 88.0}, liver_hu=liver
+    )
+    assert "Delayed: slightly hypo-attenuating to liver, no definite washout." in hyper_c
+
+
+def test_phantom_ids_are_parsed_from_the_right_and_checked() -> None:
+    assert library.parse_phantom_id("test-2016-0-0042") == ("test-2016", 0, 42)
+    assert library.parse_phantom_id("train-2013-0-1067") == ("train-2013", 0, 1067)
+    for bad in ("", "test-2016-0-42", "../etc-0-0001", "Test-2016-0-0001", "x-0-0001", "test-2016-0-0001 "):
+        with pytest.raises(InputError):
+            library.parse_phantom_id(bad)
+    assert library.can_regenerate("test-2016-1-0099")
+    assert not library.can_regenerate("test-2016-0-0100")  # past the cohort's end
+    assert not library.can_regenerate("my-cohort-0-0001")  # its size is unknown
+    assert not library.can_regenerate("test-2016-0042")  # cohort "test", seed 2016: not one we know
+    with pytest.raises(InputError, match="no example case or teaching case"):
+        library.library_review_case("not-a-case")
+
+
+def test_phantom_review_case_round_trips_a_test_2016_id(predictions: pd.DataFrame) -> None:
+    from livercore.phantom import generate_case
+
+    case = library.phantom_review_case("test-2016-0-0042")
+    truth = generate_case("test-2016", 0, 42)
+    listed = predictions[predictions.case_id == "test-2016-0-0042"].iloc[0]
+    assert case.case_id == "test-2016-0-0042" and case.source == "library"
+    assert case.reference is not None
+    assert (case.reference.category.value, case.reference.subtype) == (listed.category, listed.subtype)
+    assert case.reference.findings.startswith("Unenhanced:")
+    for p in PHASES:
+        assert np.array_equal(case.images[p], truth.hu[p].astype(np.float32))
+        assert (case.lesion_boxes[p].row, case.lesion_boxes[p].col) == truth.lesion_center[p]
+        assert case.lesion_boxes[p].height * truth.spacing_mm == pytest.approx(truth.lesion_diameter_mm)
+        assert case.spacing_mm[p] == truth.spacing_mm
+    assert inputs.crops_for(case, case.lesion_boxes).shape == (3, 70, 70)
+    assert library.library_review_case("library-0-0009").reference.category is Category.A  # type: ignore[union-attr]
+
+
+def test_lesion_view_and_time_attenuation_of_a_cyst() -> None:
+    entry = next(e for e in library.library_entries() if e.category is Category.E)
+    case = library.review_case_for(entry)
+    view = library.lesion_view(case, A)
+    assert view.shape == (library.VIEW_PX, library.VIEW_PX) and view.dtype == np.uint8
+    centre = view[
+        library.VIEW_PX // 2 - 5 : library.VIEW_PX // 2 + 5,
+        library.VIEW_PX // 2 - 5 : library.VIEW_PX // 2 + 5,
+    ]
+    assert centre.mean() < np.median(view)  # the cyst is darker than the liver around it
+    m = library.time_attenuation(case)
+    assert all(m.lesion[p] is not None and abs(m.lesion[p].mean_hu) < 25 for p in PHASES)  # type: ignore[union-attr]
+    assert m.aorta[A].mean_hu > 200  # type: ignore[union-attr]
+
+
+def test_site_folder_cases_load_from_labels(site_folder: Path, site_env: Path) -> None:
+    from livercore.phantom import generate_case
+
+    entries = library.site_entries()
+    labels = pd.read_csv(site_folder / library.SITE_LABELS)
+    assert [e.case_id for e in entries] == list(labels.case_id)
+    assert entries[0].findings == "A well-defined lesion." and entries[1].findings == ""
+    case = library.library_review_case(entries[2].case_id)  # the review page's fallback finds it
+    truth = generate_case("site-check", 5, 2, 6)
+    assert np.array_equal(case.images[D], truth.hu[D].astype(np.float32))
+    assert case.reference is not None and case.reference.category is truth.category
+    assert case.aorta_centres == {} and case.liver_centres  # no aorta columns: found automatically
+    assert library.time_attenuation(case).aorta[A].mean_hu > 200  # type: ignore[union-attr]
+
+
+def test_bad_site_labels_are_refused(site_folder: Path, tmp_path: Path) -> None:
+    labels = pd.read_csv(site_folder / library.SITE_LABELS)
+    bad = tmp_path / "bad"
+    shutil.copytree(site_folder, bad)
+    labels.drop(columns=["lesion_diameter_mm"]).to_csv(bad / library.SITE_LABELS, index=False)
+    with pytest.raises(InputError, match="lesion_diameter_mm"):
+        library.site_entries(bad)
+    labels.assign(category="F").to_csv(bad / library.SITE_LABELS, index=False)
+    with pytest.raises(InputError, match="other than A-E"):
+        library.site_entries(bad)
+    labels.assign(unenhanced="../outside.dcm").to_csv(bad / library.SITE_LABELS, index=False)
+    with pytest.raises(InputError, match="outside its folder"):
+        library.site_review_case(str(labels.case_id[0]), bad)
+    with pytest.raises(InputError):
+        library.site_entries(tmp_path / "nowhere")
+
+
+# --- the quiz ----------------------------------------------------------------------------------------
+
+
+def _entries() -> list[library.TeachingEntry]:
+    return library.library_entries()
+
+
+def _score_missing(category: Category, times: int) -> quiz.QuizScore:
+    score = quiz.QuizScore()
+    wrong = next(c for c in CATEGORIES if c is not category)
+    for i in range(times):
+        score = score.record(quiz.Answer(f"case-{i}", category, wrong, "triphasic"))
+    return score.record(quiz.Answer("ok", Category.E, Category.E, "triphasic"))
+
+
+def test_missed_categories_come_back_more_often() -> None:
+    score = _score_missing(Category.D, 3)
+    assert quiz.category_weights(score) == {c: 7.0 if c is Category.D else 1.0 for c in CATEGORIES}
+    entries, rng = _entries(), quiz.new_rng(0)
+    drawn = Counter(quiz.draw_case(entries, score, rng).category for _ in range(2000))
+    assert drawn[Category.D] / 2000 == pytest.approx(7 / 11, abs=0.04)
+    fresh = Counter(quiz.draw_case(entries, quiz.QuizScore(), rng).category for _ in range(2000))
+    assert all(fresh[c] / 2000 == pytest.approx(0.2, abs=0.04) for c in CATEGORIES)
+
+
+def test_draws_are_seeded_filtered_and_never_repeat_the_last_case() -> None:
+    entries = _entries()
+    seeded, same = quiz.new_rng(7), quiz.new_rng(7)
+    first = [quiz.draw_case(entries, quiz.QuizScore(), seeded).case_id for _ in range(5)]
+    again = [quiz.draw_case(entries, quiz.QuizScore(), same).case_id for _ in range(5)]
+    assert first == again and len(set(first)) > 1
+    rng = quiz.new_rng(3)
+    only = {
+        quiz.draw_case(entries, quiz.QuizScore(), rng, categories=[Category.B]).category for _ in range(50)
+    }
+    assert only == {Category.B}
+    pair = entries[:2]
+    assert all(
+        quiz.draw_case(pair, quiz.QuizScore(), rng, exclude=pair[0].case_id) is pair[1] for _ in range(20)
+    )
+    with pytest.raises(ValueError):
+        quiz.draw_case(entries[:1], quiz.QuizScore(), rng, categories=[Category.E])
+
+
+def test_grading_score_and_most_missed() -> None:
+    entry = next(e for e in _entries() if e.subtype == "flash_filling")
+    right = quiz.grade(entry, "D")
+    assert right.correct and right.headline.startswith("Correct: D haemangioma (haemangioma, flash-filling")
+    assert right.criteria == Category.D.info.description and right.chosen_criteria == ""
+    wrong = quiz.grade(entry, Category.A)
+    assert not wrong.correct and "you chose A classic HCC; this is D haemangioma" in wrong.headline
+    assert wrong.chosen_criteria == Category.A.info.description and wrong.findings == entry.findings
+    score = _score_missing(Category.C, 2).record(quiz.Answer("x", Category.B, Category.C, "arterial"))
+    assert (score.asked, score.correct) == (4, 1) and score.percent == 25.0
+    assert [(r.category, r.missed, r.asked) for r in quiz.most_missed(score)] == [
+        (Category.C, 2, 2),
+        (Category.B, 1, 1),
+    ]
+    assert quiz.shown_phases("art_del") == (A, D) and quiz.model_for("delayed") == "delayed"
+    sentence = quiz.model_sentence("arterial", np.array([0.81, 0.0, 0.19, 0.0, 0.0]), Category.C)
+    assert (
+        sentence == "The arterial model, which sees the same phases as you, said A classic HCC (81 %): wrong."
+    )
+
+
+# --- the pages ---------------------------------------------------------------------------------------
+
+
+def page(name: str):
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+
+
+def all_text(at) -> str:
+    kinds = ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+def test_results_page_tables_teaching_points_and_cell_cases(study: results.Study) -> None:
+    at = page("results")
+    at.run()
+    assert not at.exception
+    assert DISCLAIMER in [w.value for w in at.warning]
+    assert "0.84 (0.82-0.90)" in at.table[0].value.to_string()  # Table 2, the paper beside ours
+    assert len(at.table) == 3  # Table 2, Table 3, AUC
+    body = all_text(at)
+    for point in results.teaching_points(study):
+        assert point.title in body
+    assert "The pointing game" in body and "What was tested" in body
+    at.selectbox(key="results_cm_model").set_value("arterial").run()
+    at.selectbox(key="results_cell_true_arterial_None").set_value(Category.A)
+    at.selectbox(key="results_cell_pred_arterial_None").set_value(Category.C).run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert list(shown.case_id) == list(results.cell_cases(study, "arterial", None, "A", "C").case_id)
+    assert f"review?case={shown.case_id[0]}" in all_text(at)  # the link to the review page
+
+
+def test_results_page_reads_another_study_directory(tmp_path: Path, small_study: Path) -> None:
+    at = page("results")
+    at.run()
+    at.radio(key="results_source").set_value("Another study directory on this server").run()
+    at.text_input(key="results_dir").input(str(tmp_path)).run()
+    assert not at.exception
+    assert any("is not a study directory" in e.value for e in at.error)
+    at.text_input(key="results_dir").input(str(small_study)).run()
+    assert not at.exception and not at.error
+    assert list(at.table[0].value.index) == ["Triphasic", "Arterial"]
+    assert any("no shortcut audit" in i.value for i in at.info)
+
+
+def test_library_page_shows_phases_curve_findings_and_link() -> None:
+    at = page("library")
+    at.run()
+    assert not at.exception
+    assert DISCLAIMER in [w.value for w in at.warning]
+    first = library.library_entries()[0]
+    assert len(at.get("image")) == 3
+    assert first.findings in [i.value for i in at.info]
+    assert list(at.table[0].value["ROI"]) == ["Lesion", "Liver", "Aorta"]
+    assert f"review?case={first.case_id}" in all_text(at)
+    assert "LIVERCORE_SITE_CASES" in all_text(at)  # the site-folder format is documented on the page
+    at.selectbox(key="library_category").set_value(Category.E).run()
+    at.selectbox(key="library_subtype_E").set_value("simple_cyst").run()
+    assert not at.exception
+    assert len(at.dataframe[0].value["case"]) == sum(
+        e.category is Category.E for e in library.library_entries()
+    )
+    assert any("water attenuation" in i.value for i in at.info)
+
+
+def test_library_page_offers_the_site_cases(site_env: Path) -> None:
+    at = page("library")
+    at.run()
+    at.radio(key="library_source").set_value("site").run()
+    assert not at.exception
+    assert "A well-defined lesion." in [i.value for i in at.info]
+    assert len(at.get("image")) == 3
+
+
+def test_quiz_page_answer_feedback_score_and_next_case() -> None:
+    at = page("quiz")
+    at.session_state["quiz_rng"] = quiz.new_rng(0)
+    at.run()
+    assert not at.exception
+    assert DISCLAIMER in [w.value for w in at.warning]
+    assert len(at.get("image")) == 3
+    entry = next(e for e in library.library_entries() if e.case_id == at.session_state["quiz_current"])
+    wrong = next(c for c in CATEGORIES if c is not entry.category)
+    at.radio(key="quiz_answer_0").set_value(wrong)
+    next(b for b in at.button if b.label == "Check my answer").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("Not quite") for e in at.error)
+    body = all_text(at)
+    assert entry.category.info.description in body and entry.findings in body
+    assert "What the network said" in body and "sees the same phases as you" in body
+    assert len(at.get("image")) >= 3 + 3 + 1  # phases, CAMs of the triphasic model, the colour bar
+    assert f"{entry.category.value} {entry.category.info.name} (1 of 1)" in body  # missed most
+    assert at.session_state["quiz_score"].asked == 1
+    at.button(key="quiz_next").click().run()
+    assert not at.exception
+    assert at.session_state["quiz_feedback"] is None
+    assert at.session_state["quiz_current"] != entry.case_id
+    assert "Question 2" in all_text(at)
+
+
+def test_quiz_page_single_phase_shows_only_that_phase() -> None:
+    at = page("quiz")
+    at.session_state["quiz_rng"] = quiz.new_rng(1)
+    at.run()
+    at.selectbox(key="quiz_phases").set_value("arterial").run()
+    assert not at.exception
+    assert len(at.get("image")) == 1
+    hidden = [c.value for c in at.caption if "not shown in this quiz" in c.value]
+    assert hidden == [
+        f"{Phase.UNENHANCED.value}: not shown in this quiz",
+        f"{Phase.DELAYED.value}: not shown in this quiz",
+    ]
