@@ -1,0 +1,467 @@
+"""Load benchmark: many radiologists on one server. `python benchmarks/bench_load.py [--sessions 10]`.
+
+One `streamlit run` server, one headless chromium, one browser context per simulated user
+(10 by default, each its own Streamlit session). Every user, for a few rounds:
+
+1. opens the review page in a new tab ("page open -> first render": until the page title is on
+   screen and the script run is over),
+2. uploads the three phases of its own phantom case as DICOM files (a different case per user:
+   no user profits from another's cache),
+3. draws a lesion box on the arterial viewer, several times (a slightly different box each
+   time, so every selection runs the five models and their Grad-CAMs afresh: "selection ->
+   predictions on screen": from releasing the mouse to the new crops, the probabilities and
+   the CAMs all drawn).
+
+All users start together (staggered by --stagger-s), so up to N analyses queue on the
+server's inference lock at once. While they run, the resident memory (RSS) of the streamlit
+process and its children is sampled from /proc. The figures (p50/p95 of both latencies, peak
+RSS, the machine's load) go to benchmarks/results/load.json and stdout.
+
+The browser runs on the same machine as the server: on a small machine chromium's rendering
+competes with the server for the CPUs, so the latencies are an upper bound for the server.
+Runtime is bounded: no new round starts after --budget-s, every wait has a timeout, and the
+sessions still running at --budget-s + 60 s are cancelled (reported as errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.test_browser import (  # noqa: E402  (the repository root must be on the path first)
+    _DATA_TO_PAGE,
+    _SETTLED,
+    CHROMIUM,
+    LAUNCH_ARGS,
+    PREDICTION_IMAGES,
+    free_port,
+    start_server,
+    wait_healthy,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import ViewportSize
+
+# True when new crops are on the page (the first image's source changed), every image has
+# loaded, the triphasic model's headline is there and the script run is over.
+_NEW_PREDICTION = """([old, n]) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const imgs = Array.from(document.querySelectorAll('[data-testid=stImage] img'));
+  if (imgs.length < n || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
+  if (!document.body.innerText.includes('Triphasic model:')) return false;
+  return imgs[0].src !== old;
+}"""
+VIEWPORT: ViewportSize = {"width": 1500, "height": 1100}
+POLL_MS = 25  # the wait predicates run every 25 ms: latencies are quantised to about that
+WAIT_MS = 120_000  # any single wait (page, upload, prediction)
+ARTERIAL_CHART = 1  # the review page's viewers: unenhanced, arterial, delayed
+
+
+# --- server memory -------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc/<pid>/task/*/children (empty when unreadable)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    out: list[int] = []
+    todo = [pid]
+    while todo and len(out) < 10_000:
+        p = todo.pop()
+        if p not in out:
+            out.append(p)
+            todo += _children(p)
+    return out
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of `pid` and all its descendants, in bytes (0 when gone)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all CPUs of the machine have spent busy since boot (/proc/stat)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class RssSampler:
+    """Samples tree_rss_bytes(pid) every `interval_s` in a daemon thread; keeps the peak."""
+
+    def __init__(self, pid: int, interval_s: float = 0.2) -> None:
+        self.pid, self.interval_s = pid, interval_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._t0 = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and len(self.samples) < 100_000:
+            self.samples.append((time.monotonic() - self._t0, tree_rss_bytes(self.pid)))
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
+
+
+# --- one simulated user ----------------------------------------------------------------------------
+
+
+@dataclass
+class Phantom:
+    files: list[Path]  # unenhanced, arterial, delayed
+    row: float  # lesion centre on the arterial slice (pixels)
+    col: float
+    half: float  # half the side of the box to draw (pixels)
+
+
+@dataclass
+class SessionLog:
+    open_s: list[float] = field(default_factory=list)
+    upload_s: list[float] = field(default_factory=list)
+    selection_s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+async def _draw_box(page: Any, chart: int, row: float, col: float, half: float) -> None:
+    """Drag a box selection around (row, col) on the chart-th viewer; the mouse stays down."""
+    await page.evaluate(
+        "(i) => document.querySelectorAll('[data-testid=stPlotlyChart]')[i].scrollIntoView({block: 'center'})",
+        chart,
+    )
+    x0, y0 = await page.evaluate(_DATA_TO_PAGE, [chart, col - half, row - half])
+    x1, y1 = await page.evaluate(_DATA_TO_PAGE, [chart, col + half, row + half])
+    await page.mouse.move(x0, y0)
+    await page.mouse.down()
+    await page.mouse.move(x1, y1, steps=8)
+
+
+async def _first_image_src(page: Any) -> str:
+    srcs = await page.eval_on_selector_all("[data-testid=stImage] img", "imgs => imgs.map(i => i.src)")
+    return str(srcs[0]) if srcs else ""
+
+
+async def run_user(
+    log: SessionLog,
+    user: int,
+    browser: Any,
+    url: str,
+    case: Phantom,
+    *,
+    rounds: int,
+    selections: int,
+    start_delay_s: float,
+    deadline: float,
+) -> None:
+    await asyncio.sleep(start_delay_s)
+    context = await browser.new_context(viewport=VIEWPORT)
+    try:
+        for r in range(rounds):
+            if time.monotonic() > deadline:
+                break
+            page = await context.new_page()
+            try:
+                t0 = time.perf_counter()
+                await page.goto(f"{url}/review", timeout=WAIT_MS)
+                await page.wait_for_selector("text=Review a lesion", timeout=WAIT_MS)
+                await page.wait_for_function(_SETTLED, arg=0, timeout=WAIT_MS, polling=POLL_MS)
+                log.open_s.append(time.perf_counter() - t0)
+
+                t0 = time.perf_counter()
+                await page.get_by_text("Three DICOM slices").click()
+                await page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
+                    [str(f) for f in case.files]
+                )
+                await page.wait_for_selector("text=Uploaded DICOM slices", timeout=WAIT_MS)
+                await page.wait_for_selector(
+                    "[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=WAIT_MS
+                )
+                await page.wait_for_function(_SETTLED, arg=0, timeout=WAIT_MS, polling=POLL_MS)
+                log.upload_s.append(time.perf_counter() - t0)
+
+                for s in range(selections):
+                    # A different box every time (and per round): the analysis cache never hits.
+                    k = r * selections + s
+                    d_row, d_col = k % 5 - 2, (k // 5) % 5 - 2
+                    old = await _first_image_src(page)
+                    await _draw_box(
+                        page, ARTERIAL_CHART, case.row + d_row, case.col + d_col, case.half + k % 3
+                    )
+                    t0 = time.perf_counter()
+                    await page.mouse.up()
+                    await page.wait_for_function(
+                        _NEW_PREDICTION, arg=[old, PREDICTION_IMAGES], timeout=WAIT_MS, polling=POLL_MS
+                    )
+                    log.selection_s.append(time.perf_counter() - t0)
+            except Exception as err:  # one user's failure is reported, not fatal to the others
+                log.errors.append(f"user {user} round {r}: {type(err).__name__}: {str(err)[:200]}")
+            finally:
+                await page.close()
+    finally:
+        await context.close()
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def phantom_cases(out: Path, n: int) -> list[Phantom]:
+    """n phantom cases whose arterial lesion lies in the viewer's initial 2x field (the centre
+    half of the image), at least 12 mm across; exported as DICOM by the package's exporter."""
+    from livercore.phantom.export import export_cohort
+
+    manifest = export_cohort("bench-load", out, seed=7, size=max(3 * n, 12), workers=1)
+    cases = []
+    for _, m in manifest.iterrows():
+        half = float(m.lesion_diameter_mm) / float(m.pixel_spacing_mm) / 2 * 1.1
+        row, col = float(m.lesion_row_arterial), float(m.lesion_col_arterial)
+        lo, hi = 128 + 12, 384 - 12  # 512 x 512 slices at zoom 2: rows/cols 128-384 on screen
+        if (
+            m.lesion_diameter_mm >= 12
+            and lo < row - half
+            and row + half < hi
+            and lo < col - half < col + half < hi
+        ):
+            files = [out / str(m[p]) for p in ("unenhanced", "arterial", "delayed")]
+            cases.append(Phantom(files, row, col, half))
+    if not cases:
+        raise RuntimeError("no phantom case with its lesion in the viewer's centre")
+    return [cases[i % len(cases)] for i in range(n)]
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
+    return {
+        "n": len(values),
+        "p50": round(q[49], 3),
+        "p95": round(q[94], 3),
+        "max": round(max(values), 3),
+        "mean": round(statistics.fmean(values), 3),
+    }
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def models_folder(tmp: Path) -> tuple[Path, str]:
+    for candidate in (os.environ.get("LIVERCORE_MODELS"), str(ROOT / "models")):
+        if candidate and any(Path(candidate).glob("*.pt")):
+            return Path(candidate), f"installed models ({candidate})"
+    from tests.test_app import write_untrained_models
+
+    return write_untrained_models(tmp / "models"), "untrained models (same network and cost as trained ones)"
+
+
+async def load_test(
+    args: argparse.Namespace, url: str, cases: list[Phantom], server_pid: int, memo: dict[str, float]
+) -> list[SessionLog]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            # Warm-up, untimed: the models loaded and grad-cam imported (an example case's link).
+            page = await browser.new_page(viewport=VIEWPORT)
+            await page.goto(f"{url}/review?case=teaching-0-0026", timeout=WAIT_MS)
+            await page.wait_for_selector("text=Triphasic model:", timeout=WAIT_MS)
+            await page.close()
+            memo["warm_rss"] = tree_rss_bytes(server_pid)
+            deadline = time.monotonic() + args.budget_s
+            logs = [SessionLog() for _ in range(args.sessions)]
+            users = [
+                asyncio.ensure_future(
+                    run_user(
+                        logs[i],
+                        i,
+                        browser,
+                        url,
+                        cases[i],
+                        rounds=args.rounds,
+                        selections=args.selections,
+                        start_delay_s=i * args.stagger_s,
+                        deadline=deadline,
+                    )
+                )
+                for i in range(args.sessions)
+            ]
+            _, late = await asyncio.wait(users, timeout=args.budget_s + 60)
+            for task in late:  # past the hard limit: keep what was measured, report the rest
+                task.cancel()
+                logs[users.index(task)].errors.append(
+                    f"user {users.index(task)}: cancelled at the time limit"
+                )
+            await asyncio.gather(*late, return_exceptions=True)
+            return logs
+        finally:
+            await browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Many browser sessions against one streamlit server.")
+    parser.add_argument("--sessions", type=int, default=10, help="concurrent users (default 10)")
+    parser.add_argument("--rounds", type=int, default=2, help="page opens per user (default 2)")
+    parser.add_argument("--selections", type=int, default=2, help="lesion selections per page (default 2)")
+    parser.add_argument("--stagger-s", type=float, default=0.2, help="delay between users' starts")
+    parser.add_argument("--budget-s", type=float, default=150.0, help="no new round after this (default 150)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.json"))
+    args = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"{CHROMIUM} is missing: nothing measured", file=sys.stderr)
+        return 2
+
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="livercore-load-"))
+    models, models_note = models_folder(tmp)
+    cases = phantom_cases(tmp / "cases", args.sessions)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    load_before = uptime()
+    server = start_server(models, port)
+    try:
+        wait_healthy(port)
+        idle_rss = tree_rss_bytes(server.pid)
+        memo: dict[str, float] = {}
+        with RssSampler(server.pid) as sampler:
+            t0, cpu0, busy0 = time.monotonic(), tree_cpu_s(server.pid), machine_busy_s()
+            logs = asyncio.run(load_test(args, url, cases, server.pid, memo))
+            load_wall_s = time.monotonic() - t0
+            server_cpu_s, busy_s = tree_cpu_s(server.pid) - cpu0, machine_busy_s() - busy0
+            load_during = uptime()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    import streamlit
+    import torch
+
+    opens = [t for log in logs for t in log.open_s]
+    uploads = [t for log in logs for t in log.upload_s]
+    selections = [t for log in logs for t in log.selection_s]
+    errors = [e for log in logs for e in log.errors]
+    result = {
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "streamlit": streamlit.__version__,
+            "torch": torch.__version__,
+            "uptime_before": load_before,
+            "uptime_at_end_of_load": load_during,
+        },
+        "setup": {
+            "server": "one `streamlit run streamlit_app.py` (committed .streamlit/config.toml)",
+            "browser": "one Debian chromium, headless, --disable-gpu, on the same machine; one context per user",
+            "models": models_note,
+            "sessions": args.sessions,
+            "rounds": args.rounds,
+            "selections_per_round": args.selections,
+            "stagger_s": args.stagger_s,
+            "poll_ms": POLL_MS,
+            "each_selection": "five phase-models + their Grad-CAMs on new crops (no cache hit)",
+        },
+        "page_open_to_first_render_s": percentiles(opens),
+        "upload_to_viewers_s": percentiles(uploads),
+        "selection_to_predictions_s": percentiles(selections),
+        "server_rss_mib": {
+            "idle_after_start": round(idle_rss / 2**20, 1),
+            "after_warm_up": round(memo.get("warm_rss", 0) / 2**20, 1),
+            "peak": round(sampler.peak / 2**20, 1),
+            "samples": len(sampler.samples),
+        },
+        "cpu_during_load": {
+            "server_cpu_s": round(server_cpu_s, 1),
+            "server_cores_used": round(server_cpu_s / load_wall_s, 2),
+            "machine_busy_cpu_s": round(busy_s, 1),
+            "machine_cores_busy": round(busy_s / load_wall_s, 2),
+            "note": "the rest of the busy time is chromium (10 pages) and anything else on the machine",
+        },
+        "load_phase_wall_s": round(load_wall_s, 1),
+        "total_wall_s": round(time.monotonic() - started, 1),
+        "errors": errors,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
