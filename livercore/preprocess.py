@@ -116,8 +116,3 @@ def preprocess_case(
         sp = spacing_mm.get(p) if isinstance(spacing_mm, Mapping) else spacing_mm
         channels.append(lesion_crop(hu[p], p, boxes[p], sp))
     return np.stack(channels)
-
-
-def to_network_input(x_uint8: np.ndarray) -> np.ndarray:
-    """uint8 crops (..., 70, 70) -> float32 in [0, 1], the network's input scale."""
-    return np.asarray(x_uint8, np.float32) / 255.0

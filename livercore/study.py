@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import subprocess
-import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,7 +276,3 @@ def ship(study_dir: str | os.PathLike[str], models_dir: str | os.PathLike[str]) 
         shutil.copy(src / f, dst / "study" / f)
     (dst / "study" / "shipped.json").write_text(json.dumps(chosen, indent=2))
     return chosen
-
-
-def timing_note(seconds: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(seconds))

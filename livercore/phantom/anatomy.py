@@ -157,7 +157,6 @@ def _ribs(canvas: Canvas, rng: np.random.Generator, ra: float, rb: float, hu: di
             np.linspace(-2.7, -0.5, 5),
             np.linspace(0.35, 1.1, 3),
             np.linspace(2.05, 2.8, 3),
-            np.linspace(-2.65, -0.45, 0),
         ]
     )
     for phi in angles + rng.normal(0, 0.06, angles.size):

@@ -226,7 +226,7 @@ def generate_case(
         z0,
         z0 + srng.uniform(-spec.SECTION_JITTER_MM, spec.SECTION_JITTER_MM),
     ]
-    extra = _extra_lesions(section, srng, plan, center_mm, iset, lesion_seed)
+    extra = _extra_lesions(section, plan, center_mm, lesion_seed)
     diameters = []
     for p, ph in enumerate(PHASES):
         if not lesion:
@@ -342,10 +342,8 @@ def _place(
 
 def _extra_lesions(
     section: anatomy.Section,
-    rng: np.random.Generator,
     plan: lesions.LesionPlan,
     center: tuple[float, float],
-    iset: ImageSet,
     seed: int,
 ) -> list[tuple[lesions.LesionPlan, tuple[float, float]]]:
     """Further small lesions of the same kind (several metastases or cysts in one slice)."""
@@ -366,7 +364,6 @@ def _extra_lesions(
         sub_plan = lesions.plan_lesion(erng, plan.category, plan.subtype, d)
         sub_plan.flags["multiple"] = False
         out.append((sub_plan, (float(xs[j]), float(ys[j]))))
-    del rng, iset
     return out
 
 
