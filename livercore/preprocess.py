@@ -42,9 +42,7 @@ class LesionBox:
         return cls((r0 + r1) / 2, (c0 + c1) / 2, abs(r1 - r0), abs(c1 - c0))
 
     @classmethod
-    def from_center(
-        cls, row: float, col: float, diameter_mm: float, spacing_mm: float
-    ) -> LesionBox:
+    def from_center(cls, row: float, col: float, diameter_mm: float, spacing_mm: float) -> LesionBox:
         side = diameter_mm / spacing_mm
         return cls(row, col, side, side)
 
@@ -63,9 +61,7 @@ def field_side_px(box: LesionBox, spacing_mm: float | None) -> int:
     return max(round(side), 2)
 
 
-def crop_square(
-    image: np.ndarray, row: float, col: float, side: int, *, fill: int = 0
-) -> np.ndarray:
+def crop_square(image: np.ndarray, row: float, col: float, side: int, *, fill: int = 0) -> np.ndarray:
     """A (side, side) crop centred on (row, col); parts outside the image are `fill`."""
     top = round(row - side / 2)
     left = round(col - side / 2)
@@ -90,9 +86,7 @@ def lesion_crop_uint8(image_u8: np.ndarray, box: LesionBox, spacing_mm: float | 
     return resize_crop(crop_square(image_u8, box.row, box.col, side))
 
 
-def lesion_crop(
-    hu: np.ndarray, phase: Phase, box: LesionBox, spacing_mm: float | None
-) -> np.ndarray:
+def lesion_crop(hu: np.ndarray, phase: Phase, box: LesionBox, spacing_mm: float | None) -> np.ndarray:
     """(70, 70) uint8: one phase (H, W) in HU, windowed as the paper, cropped around the lesion."""
     return lesion_crop_uint8(window_to_uint8(hu, phase.window), box, spacing_mm)
 
