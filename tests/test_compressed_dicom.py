@@ -9,10 +9,10 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from livercore.dicom_io import ct_slice_dataset, read_ct_slice
+from livercore.dicom_io import read_ct_slice
 from livercore.errors import InputError
-from livercore.phantom import generate_case
-from livercore.vocab import Phase
+
+from .corpus import good_dicom
 
 pydicom_data = pytest.importorskip("pydicom.data")
 
@@ -34,20 +34,7 @@ def test_jpeg2000_abdominal_ct_reads_to_the_same_hu_as_its_uncompressed_twin():
 
 
 def _phantom_dataset() -> pydicom.Dataset:
-    case = generate_case("test-2016", 0, 1)
-    return ct_slice_dataset(
-        case.hu[Phase.ARTERIAL],
-        phase=Phase.ARTERIAL,
-        pixel_spacing_mm=case.spacing_mm,
-        slice_thickness_mm=2.5,
-        patient_id="PH-TEST",
-        study_uid="1.2.3.4",
-        series_uid="1.2.3.4.1",
-        study_date="20160101",
-        injection_time_s=36000.0,
-        manufacturer="GE MEDICAL SYSTEMS",
-        series_number=2,
-    )
+    return pydicom.dcmread(io.BytesIO(good_dicom()))
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
