@@ -4,7 +4,7 @@
 Two browser contexts (two Streamlit sessions) on one ``streamlit run``. Session B has a case
 uploaded and marked. Session A then uploads something hostile, within the committed
 ``server.maxUploadSize``: a 150 MB file of random bytes named ``.dcm`` (with two valid slices),
-or a zip bomb (1 GiB of zeros deflated to about 1 MB) as each phase's series. While A's upload
+or a zip bomb (640 MiB of zeros deflated to about 0.6 MB) as each phase's series. While A's upload
 travels and is refused, B keeps drawing lesion boxes: each new prediction (five models + CAMs)
 must be on B's screen within 15 s. A must end with a clear message on screen, naming the file
 by its number, no traceback. The server's memory (RSS) stays within a bound.
@@ -38,7 +38,7 @@ from tests.test_browser import (
 pytestmark = pytest.mark.browser
 
 HUGE_BYTES = 150 * 2**20  # under .streamlit/config.toml's maxUploadSize = 200 (MB)
-BOMB_BYTES = 2**30  # declared uncompressed size of the zip bomb's one entry
+BOMB_BYTES = 640 * 2**20  # the zip bomb's one entry: over the 512 MiB a series may unpack to
 PREDICTION_BOUND_S = 15.0  # B's selection -> prediction on screen while A is hostile
 HOSTILE_BOUND_S = 40.0  # A's upload -> its error message
 RSS_GROWTH_BOUND = 1536 * 2**20  # server memory growth while A's upload is handled
@@ -143,17 +143,16 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Any]:
     return [out / str(row[p]) for p in ("unenhanced", "arterial", "delayed")], case
 
 
-@pytest.fixture(scope="module")
-def hostile_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("hostile")
-    return {
-        "junk": write_junk(out / "JOHN_SMITH_MRN-42_huge.dcm", HUGE_BYTES),
-        "bomb": write_zip_bomb(out / "JOHN_SMITH_MRN-42_series.zip", BOMB_BYTES),
-    }
+def hostile_file(kind: str, out: Path) -> Path:
+    if kind == "junk":
+        return write_junk(out / "JOHN_SMITH_MRN-42_huge.dcm", HUGE_BYTES)
+    return write_zip_bomb(out / "JOHN_SMITH_MRN-42_series.zip", BOMB_BYTES)
 
 
-def hostile_upload(page: Any, kind: str, hostile: Path, valid: list[Path]) -> None:
-    """On A's review page: start uploading the hostile file (returns while it travels)."""
+def hostile_upload(page: Any, kind: str, hostile: Path, valid: list[Path]) -> int:
+    """On A's review page: start uploading the hostile file (returns while it travels); the
+    number of file choices that had to be repeated."""
+    retries = 0
     if kind == "junk":
         page.get_by_text("Three DICOM slices").click()
         page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
@@ -163,22 +162,31 @@ def hostile_upload(page: Any, kind: str, hostile: Path, valid: list[Path]) -> No
         page.get_by_text("A DICOM series per phase").click()
         inputs = page.locator("[data-testid=stFileUploaderDropzoneInput]")
         inputs.nth(2).wait_for(state="attached", timeout=30_000)
-        for i in range(3):  # one at a time: each upload reruns the page
-            inputs.nth(i).set_input_files([str(hostile)])
+        for i in range(3):  # one at a time, as a person would: each upload reruns the page
             chip = page.locator("[data-testid=stFileUploader]").nth(i).locator("[data-testid=stFileChip]")
-            chip.wait_for(timeout=30_000)  # listed: the upload has reached the server
+            for attempt in range(2):  # a file chosen while the page re-renders can be dropped: retry once
+                wait_settled(page)
+                inputs.nth(i).set_input_files([str(hostile)])
+                try:
+                    chip.wait_for(timeout=15_000)  # listed: the upload has reached the server
+                    break
+                except Exception:
+                    if attempt:
+                        raise
+                    retries += 1
+    return retries
 
 
 @pytest.mark.parametrize(
     ("kind", "message"),
     [("junk", "larger than 64 MiB"), ("bomb", "zip")],
-    ids=["junk-150MB-dcm", "zip-bomb-1GiB"],
+    ids=["junk-150MB-dcm", "zip-bomb-640MiB"],
 )
 def test_hostile_upload_does_not_stall_another_session(
     server: tuple[str, int],
     playwright_api: Any,
     phantom: tuple[list[Path], Any],
-    hostile_files: dict[str, Path],
+    tmp_path: Path,
     kind: str,
     message: str,
 ) -> None:
@@ -186,7 +194,7 @@ def test_hostile_upload_does_not_stall_another_session(
 
     url, pid = server
     files, case = phantom
-    hostile = hostile_files[kind]
+    hostile = hostile_file(kind, tmp_path)
     row, col = case.lesion_center[Phase.ARTERIAL]
     half = case.lesion_diameter_mm / case.spacing_mm / 2 * 1.1
     browser = launch(playwright_api)
@@ -205,7 +213,7 @@ def test_hostile_upload_does_not_stall_another_session(
         with PeakRss(pid) as rss:
             rss_before = rss.peak
             t_hostile = time.perf_counter()
-            hostile_upload(page_a, kind, hostile, files)
+            retries = hostile_upload(page_a, kind, hostile, files)
             alert_a = page_a.locator("[data-testid=stAlert]").filter(has_text=message)
             timings: list[float] = []
             overlapped = 0
@@ -243,7 +251,7 @@ def test_hostile_upload_does_not_stall_another_session(
         print(  # shown with -s: the figures behind the bounds
             f"{kind}: B's selections {[round(t, 2) for t in timings]} s ({overlapped} during A's upload), "
             f"A's message after {a_done_at:.1f} s, server peak RSS +{growth / 2**20:.0f} MiB, "
-            f"after +{(rss_bytes(pid) - rss_before) / 2**20:.0f} MiB"
+            f"after +{(rss_bytes(pid) - rss_before) / 2**20:.0f} MiB; {retries} file choices repeated"
         )
         # B still works after A's failure, and sees nothing of A's.
         assert "JOHN_SMITH" not in page_b.inner_text("body")

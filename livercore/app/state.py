@@ -36,6 +36,10 @@ MARKS_KEY = "review_marks"  # its Marks
 # parallelism, and on the 2-core demo server five models + Grad-CAM took 0.09 s with one thread
 # against 1.8 s with two (OpenMP threads contending with Streamlit's own).
 TORCH_THREADS = int(os.environ.get("LIVERCORE_TORCH_THREADS", "1"))
+# Caches shared by all sessions that hold renderings of uploaded images (viewer PNGs, crops and
+# CAMs) are dropped this long after they were computed, so an upload does not outlive its
+# session by much in the server's memory.
+UPLOAD_CACHE_TTL_S = 900
 
 
 @st.cache_resource(show_spinner=False)
@@ -110,7 +114,7 @@ def models_key(models: dict[str, LoadedModel]) -> str:
     return str(models_dir()) + "|" + ",".join(models) + "|" + str(_stamp(models_dir()))
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@st.cache_data(max_entries=512, ttl=UPLOAD_CACHE_TTL_S, show_spinner=False)
 def analyse(crops: np.ndarray, cam_method: str | None, cam_target: str | None, key: str) -> Analysis:
     """Probabilities and CAMs of every loaded model for (3, 70, 70) uint8 crops (cached)."""
     from livercore.analysis import analyse_crops
@@ -125,7 +129,7 @@ def library_case(case_id: str, root: str) -> ReviewCase:
     return cases.load_library_case(case_id, Path(root))
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=256, ttl=UPLOAD_CACHE_TTL_S, show_spinner=False)
 def viewer_png(token: str, phase: Phase, level: float | None, width: float | None, _image: np.ndarray) -> str:
     """The viewer's PNG data URI of one phase in a window (keyed by the case's content token)."""
     window = Window(level, width) if level is not None and width is not None else None
