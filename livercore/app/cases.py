@@ -9,6 +9,7 @@ own case ids, never from a user's text (the ``?case=`` link is looked up, not jo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 from livercore import dicom_io
 from livercore.app.inputs import Reference, ReviewCase, make_case
 from livercore.preprocess import LesionBox
-from livercore.vocab import PHASES, Category
+from livercore.vocab import PHASES, Category, Phase
 
 DEFAULT_CASES_DIR = Path(__file__).resolve().parents[2] / "cases"
 
@@ -76,38 +77,48 @@ def load_library_case(case_id: str, root: Path | None = None) -> ReviewCase:
         from livercore.app.library import library_review_case  # teaching library, site and phantom ids
 
         return library_review_case(case_id)
-    row = rows.iloc[0]
-    slices = {p: dicom_io.read_ct_slice(base / str(row[p.value])) for p in PHASES}
-    spacing = {p: float(sum(slices[p].pixel_spacing_mm) / 2) for p in PHASES}
-    boxes = {
-        p: LesionBox.from_center(
-            float(row[f"lesion_row_{p.value}"]),
-            float(row[f"lesion_col_{p.value}"]),
-            float(row["lesion_diameter_mm"]),
-            spacing[p],
-        )
-        for p in PHASES
-    }
     number = next(e.number for e in library_entries(base) if e.case_id == case_id)
+    return case_from_row(rows.iloc[0], lambda relative: base / relative, title=f"Example case {number}")
+
+
+def _centres(row: pd.Series, what: str) -> dict[Phase, tuple[float, float]]:
+    """Per-phase (row, col) of `what` ("liver", "aorta") when the row has all six columns."""
+    cols = [f"{what}_{axis}_{p.value}" for p in PHASES for axis in ("row", "col")]
+    if not all(c in row.index and pd.notna(row[c]) for c in cols):
+        return {}
+    return {p: (float(row[f"{what}_row_{p.value}"]), float(row[f"{what}_col_{p.value}"])) for p in PHASES}
+
+
+def _text(row: pd.Series, column: str) -> str:
+    value = row.get(column)
+    return value if isinstance(value, str) else ""
+
+
+def case_from_row(row: pd.Series, resolve: Callable[[str], Path], *, title: str) -> ReviewCase:
+    """A ReviewCase from one manifest row of three single-slice DICOM files (the phantom export's
+    columns: unenhanced/arterial/delayed paths, lesion_row_P/lesion_col_P, lesion_diameter_mm,
+    category, optional subtype, findings and liver/aorta centres). `resolve` turns a path from
+    the row into a file (and may refuse one outside its folder)."""
+    slices = {p: dicom_io.read_ct_slice(resolve(str(row[p.value]))) for p in PHASES}
+    spacing = {p: float(sum(slices[p].pixel_spacing_mm) / 2) for p in PHASES}
+    diameter = float(row["lesion_diameter_mm"])
     return make_case(
         source="library",
-        title=f"Example case {number}",
+        title=title,
         images={p: slices[p].hu for p in PHASES},
         spacing_mm=spacing,
         is_hu=True,
         metadata={p: slices[p].metadata() for p in PHASES},
-        case_id=case_id,
-        lesion_boxes=boxes,
-        liver_centres={
-            p: (float(row[f"liver_row_{p.value}"]), float(row[f"liver_col_{p.value}"])) for p in PHASES
+        case_id=str(row["case_id"]),
+        lesion_boxes={
+            p: LesionBox.from_center(
+                float(row[f"lesion_row_{p.value}"]), float(row[f"lesion_col_{p.value}"]), diameter, spacing[p]
+            )
+            for p in PHASES
         },
-        aorta_centres={
-            p: (float(row[f"aorta_row_{p.value}"]), float(row[f"aorta_col_{p.value}"])) for p in PHASES
-        },
+        liver_centres=_centres(row, "liver"),
+        aorta_centres=_centres(row, "aorta"),
         reference=Reference(
-            Category(row["category"]),
-            str(row["subtype"]),
-            float(row["lesion_diameter_mm"]),
-            str(row.get("findings", "")),
+            Category(str(row["category"])), _text(row, "subtype"), diameter, _text(row, "findings")
         ),
     )

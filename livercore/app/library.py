@@ -26,9 +26,9 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from livercore import dicom_io
+from livercore.app.cases import case_from_row
 from livercore.app.inputs import Reference, ReviewCase, make_case
-from livercore.app.measure import Measurements, Point, locate_aorta, measure_case
+from livercore.app.measure import Measurements, locate_aorta, measure_case
 from livercore.errors import InputError
 from livercore.preprocess import LesionBox, crop_square, window_to_uint8
 from livercore.vocab import CATEGORIES, PHASES, SUBTYPES, Category, Phase
@@ -511,13 +511,6 @@ def _inside(root: Path, relative: str) -> Path:
     return path
 
 
-def _centres(row: pd.Series, what: str) -> dict[Phase, Point]:
-    cols = [f"{what}_{axis}_{p.value}" for p in PHASES for axis in ("row", "col")]
-    if not all(c in row.index and pd.notna(row[c]) for c in cols):
-        return {}
-    return {p: (float(row[f"{what}_row_{p.value}"]), float(row[f"{what}_col_{p.value}"])) for p in PHASES}
-
-
 def site_review_case(case_id: str, folder: str | os.PathLike[str] | None = None) -> ReviewCase:
     """One of the site's teaching cases as a ReviewCase (DICOM read through dicom_io)."""
     root = Path(folder) if folder else site_cases_dir()
@@ -527,34 +520,8 @@ def site_review_case(case_id: str, folder: str | os.PathLike[str] | None = None)
     rows = labels[labels["case_id"] == case_id]
     if rows.empty:
         raise InputError(f"There is no site teaching case '{str(case_id)[:40]}'.")
-    row = rows.iloc[0]
-    slices = {p: dicom_io.read_ct_slice(_inside(root, str(row[p.value]))) for p in PHASES}
-    spacing = {p: float(np.mean(slices[p].pixel_spacing_mm)) for p in PHASES}
-    diameter = float(row["lesion_diameter_mm"])
-    subtype = row.get("subtype")
-    findings = row.get("findings")
-    return make_case(
-        source="library",
-        title=f"Site teaching case {case_id}",
-        images={p: slices[p].hu for p in PHASES},
-        spacing_mm=spacing,
-        is_hu=True,
-        metadata={p: slices[p].metadata() for p in PHASES},
-        case_id=case_id,
-        lesion_boxes={
-            p: LesionBox.from_center(
-                float(row[f"lesion_row_{p.value}"]), float(row[f"lesion_col_{p.value}"]), diameter, spacing[p]
-            )
-            for p in PHASES
-        },
-        liver_centres=_centres(row, "liver"),
-        aorta_centres=_centres(row, "aorta"),
-        reference=Reference(
-            Category(str(row["category"])),
-            str(subtype) if isinstance(subtype, str) else "",
-            diameter,
-            str(findings) if isinstance(findings, str) else "",
-        ),
+    return case_from_row(
+        rows.iloc[0], lambda relative: _inside(root, relative), title=f"Site teaching case {case_id}"
     )
 
 
