@@ -80,11 +80,17 @@ def _study_run(args: argparse.Namespace) -> int:
         config=config,
     )
     if args.audit and not args.train.endswith(".csv"):
+        from livercore.phantom import cirrhosis_flags
+
         audit = shortcut_audit(
             _dataset(args.train, args.seed, cache, lesion=False),
             _dataset(args.test, args.seed, cache, lesion=False),
             config=config,
             device=args.device,
+            test_note=f"{args.test} (seed {args.seed})",
+            cirrhosis=None
+            if args.test.endswith(".csv")
+            else {"train": cirrhosis_flags(args.train, args.seed), "test": cirrhosis_flags(args.test, args.seed)},
         )
         write_metrics(out, audit)
     print(f"study written to {out}")

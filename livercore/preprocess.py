@@ -2,12 +2,21 @@
 
 HU -> phase window -> 8 bits -> lesion-centred square crop -> 70 x 70 (Pillow) -> phases as
 channels. The paper's radiologist captured an *enlarged view of the lesion* from the viewer,
-and most of its crops (90 of 100) also showed surrounding liver or organs. We reproduce that
-field of view from a lesion box: the square crop is ``FIELD_FACTOR`` times the box's longer
-side (the lesion fills about half the field, so the network sees the lesion border and the
-liver around it, which the category criteria compare against), and never smaller than
-``MIN_FIELD_MM`` so that a 5 mm nodule still comes with context instead of being blown up into
-a few noisy pixels.
+and most of its crops (90 of 100) also showed surrounding tissue or organs. We reproduce that
+with a field of view fixed in millimetres: a square of ``FIELD_MM`` (64 mm) around the lesion
+centre, so the lesion is seen at its true size against the liver, vessels and organs around
+it; a lesion too large for that field gets ``FIELD_FACTOR`` (1.25) times its box, so its border
+stays in view.
+
+Why fixed, not proportional to the lesion: a field that scales with the lesion tells the
+network the lesion's size through the scale of everything else in the crop (noise grain,
+vessels), even with the lesion painted over. The shortcut audit (phantom.md section 6) caught
+exactly that with our first recipe (twice the lesion box, at least 32 mm): a triphasic model
+that never saw a lesion scored 0.48 against a 0.35 largest-class share. With a fixed field the
+size is only in the lesion itself (benchmarks/results/field_of_view.json).
+
+Screen captures without a pixel size have no millimetres: their field is
+``FIELD_FACTOR_UNSCALED`` (2.5) times the box, the fixed field of a 25 mm lesion.
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ from livercore.errors import InputError
 from livercore.vocab import PHASES, Phase, Window
 
 CROP_SIZE = 70  # network input (pixels), as the paper
-FIELD_FACTOR = 2.0  # crop side / lesion box side
-MIN_FIELD_MM = 32.0  # smallest field of view (mm)
+FIELD_MM = 64.0  # field of view (mm) around a lesion up to FIELD_MM / FIELD_FACTOR = 51 mm
+FIELD_FACTOR = 1.25  # field / box side for larger lesions: their border stays in view
+FIELD_FACTOR_UNSCALED = 2.5  # field / box side when the pixel size is unknown (screen captures)
 RESAMPLE = Image.Resampling.BILINEAR  # Pillow's bilinear filter antialiases when shrinking
 
 
@@ -53,11 +63,15 @@ def window_to_uint8(hu: np.ndarray, window: Window) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def field_mm(diameter_mm: float) -> float:
+    """Side (mm) of the square field of view around a lesion of this diameter (box side)."""
+    return max(FIELD_MM, FIELD_FACTOR * diameter_mm)
+
+
 def field_side_px(box: LesionBox, spacing_mm: float | None) -> int:
     """Side (pixels) of the square field of view around a lesion box."""
-    side = FIELD_FACTOR * max(box.height, box.width, 1.0)
-    if spacing_mm:
-        side = max(side, MIN_FIELD_MM / spacing_mm)
+    longest = max(box.height, box.width, 1.0)
+    side = field_mm(longest * spacing_mm) / spacing_mm if spacing_mm else FIELD_FACTOR_UNSCALED * longest
     return max(round(side), 2)
 
 

@@ -16,15 +16,14 @@ import pandas as pd
 from livercore.analysis import LoadedModel, analyse_crops
 from livercore.dataset import Dataset
 from livercore.explain import lesion_energy_fraction
-from livercore.preprocess import CROP_SIZE, FIELD_FACTOR, MIN_FIELD_MM
+from livercore.preprocess import CROP_SIZE, field_mm
 
 
 def lesion_disk(diameter_mm: float, spacing_mm: float, size: int = CROP_SIZE) -> np.ndarray:
     """(size, size) bool: the lesion in a crop made by `preprocess` around a centred lesion."""
-    field_mm = max(FIELD_FACTOR * diameter_mm, MIN_FIELD_MM)
-    radius = diameter_mm / 2 / field_mm * size
+    radius = diameter_mm / 2 / field_mm(diameter_mm) * size
     yy, xx = np.mgrid[:size, :size] + 0.5 - size / 2
-    del spacing_mm  # the field scales with the lesion, so spacing cancels out
+    del spacing_mm  # the field is set in mm, so the pixel spacing cancels out
     return (yy**2 + xx**2) <= radius**2
 
 

@@ -95,6 +95,12 @@ def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) ->
         lines += [
             "",
             f"Shortcut audit (lesion painted over by liver, triphasic): accuracy "
-            f"{audit['accuracy_without_lesion']:.2f} vs largest-class share {audit['largest_class_share']:.2f}",
+            f"{audit['accuracy_without_lesion']:.2f} vs largest-class share {audit['largest_class_share']:.2f}"
+            f" ({audit['n_test']} cases{'; ' + audit['test'] if audit.get('test') else ''})",
         ]
+        for name, other in (audit.get("other_tests") or {}).items():
+            lines.append(
+                f"  on {name}: {other['accuracy_without_lesion']:.2f} vs {other['largest_class_share']:.2f}"
+                f" ({other['n_test']} cases)"
+            )
     return "\n".join(lines)

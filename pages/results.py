@@ -189,8 +189,10 @@ with tabs[6]:
     if audit is None:
         st.info("This study has no shortcut audit (run `livercore study run --audit`).")
     else:
-        m1, m2, m3 = st.columns(3)
-        m1.metric("Accuracy with every lesion painted over", f"{audit.accuracy:.2f}")
-        m2.metric("Share of the commonest category", f"{audit.largest_class_share:.2f}")
-        m3.metric("Verdict", "at chance: no shortcut" if audit.passed else "above chance")
+        tiles = st.columns(4 if audit.cirrhosis_rule is not None else 3)
+        tiles[0].metric("Accuracy with every lesion painted over", f"{audit.accuracy:.2f}")
+        tiles[1].metric("Share of the commonest category", f"{audit.largest_class_share:.2f}")
+        if audit.cirrhosis_rule is not None:
+            tiles[2].metric("Knowing only cirrhosis", f"{audit.cirrhosis_rule:.2f}")
+        tiles[-1].metric("Verdict", audit.verdict)
         st.markdown(audit.explanation)

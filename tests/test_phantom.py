@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from livercore.dicom_io import read_ct_slice
-from livercore.phantom import checks, cohort_layout, generate_case, spec
+from livercore.phantom import checks, cirrhosis_flags, cohort_layout, generate_case, spec
 from livercore.vocab import PHASES
 
 from .conftest import REAL_CT
@@ -207,3 +207,13 @@ def test_category_does_not_leak_through_spacing_or_noise(rois, exported_cohort):
     assert spacing.max() - spacing.min() < 0.06
     noise = rois.groupby("category")["liver_sd_arterial"].median()
     assert noise.max() / noise.min() < 1.25
+
+
+def test_cirrhosis_flags_match_the_drawn_cases_without_drawing_them(exported_cohort):
+    _, manifest = exported_cohort
+    flags = cirrhosis_flags("qa-check", 3, 60)
+    assert flags.tolist() == manifest["cirrhosis"].astype(bool).tolist()
+    # the spec's shares, on a cohort large enough to see them: common with A and C only
+    big = cohort_layout("train-2013", 0)
+    share = pd.Series(cirrhosis_flags("train-2013")).groupby([s.category.value for s in big]).mean()
+    assert share["A"] > 0.7 and share["C"] > 0.5 and max(share["B"], share["D"], share["E"]) < 0.3

@@ -30,10 +30,16 @@ def test_crop_square_pads_outside_the_image_with_fill():
     assert crop[2:, 2:].tolist() == [[0, 1], [5, 6]]
 
 
-def test_field_of_view_is_twice_the_box_but_never_below_the_minimum():
-    assert field_side_px(LesionBox(0, 0, 40, 30), spacing_mm=0.7) == 80
-    # a 5 mm nodule at 0.7 mm: 2 x 7 px = 14 px, but at least 32 mm = 45.7 px
-    assert field_side_px(LesionBox.from_center(0, 0, 5, 0.7), spacing_mm=0.7) == 46
+def test_field_of_view_is_fixed_in_mm_until_the_lesion_outgrows_it():
+    # 5 mm and 40 mm lesions at 0.7 mm/px share one 64 mm field: 91.4 px, whatever their size
+    assert field_side_px(LesionBox.from_center(0, 0, 5, 0.7), spacing_mm=0.7) == 91
+    assert field_side_px(LesionBox(0, 0, 40 / 0.7, 30), spacing_mm=0.7) == 91
+    # and at another spacing the same 64 mm
+    assert field_side_px(LesionBox.from_center(0, 0, 20, 0.8), spacing_mm=0.8) == 80
+    # a 100 mm lesion outgrows it: 1.25 x its box, so its border stays in view
+    assert field_side_px(LesionBox.from_center(0, 0, 100, 0.7), spacing_mm=0.7) == 179
+    # no pixel size (a screen capture): 2.5 x the box's longer side
+    assert field_side_px(LesionBox(0, 0, 40, 30), spacing_mm=None) == 100
 
 
 def test_lesion_crop_of_a_uniform_slice_is_the_windowed_constant():

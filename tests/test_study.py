@@ -12,7 +12,7 @@ import pytest
 
 from livercore.cli import main
 from livercore.dataset import Dataset
-from livercore.study import median_session, run_study, ship
+from livercore.study import background_rule_accuracy, median_session, run_study, ship, shortcut_audit
 from livercore.train import TrainConfig
 from livercore.vocab import CATEGORIES, MODEL_NAMES
 
@@ -224,3 +224,29 @@ def test_a_manifest_with_missing_columns_is_refused_with_a_sentence(
     (tmp_path / "m.csv").write_text("case_id,category\nx,A\n")
     assert main(["study", "run", "--train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "lacks the column" in capsys.readouterr().err
+
+
+def test_shortcut_audit_scores_every_test_and_the_background_rule():
+    """A toy where the category is in the background flag only: the lesion-free model is trained
+    per seed, every test cohort is scored, and the rule that knows only the flag is computed."""
+    train, test, other = _toy(60, 0), _toy(25, 1), _toy(30, 2)
+    flags = {"train": train.y < 2, "test": test.y < 2, "other": other.y < 2}
+    config = replace(TrainConfig(), variants_per_image=2, batch_size=32)
+    audit = shortcut_audit(
+        train, test, config=config, device="cpu", seeds=(1, 2), progress=False,
+        test_note="toy", other_tests={"other": other}, cirrhosis=flags,
+    )  # fmt: skip
+    assert audit["seeds"] == [1, 2] and len(audit["accuracy_by_seed"]) == 2
+    assert audit["accuracy_without_lesion"] == pytest.approx(np.median(audit["accuracy_by_seed"]))
+    assert audit["largest_class_share"] == pytest.approx(5 / 25) and audit["n_test"] == 25
+    # flag -> A (commonest of A, B in training: a tie, the first) and not flag -> C: 5 + 5 of 25 right
+    assert audit["cirrhosis_rule_accuracy"] == pytest.approx(10 / 25)
+    assert set(audit["other_tests"]) == {"other"} and audit["other_tests"]["other"]["n_test"] == 30
+
+
+def test_background_rule_knows_only_the_flag():
+    y = np.array([0, 0, 0, 1, 2, 2, 2, 2])
+    flag = np.array([1, 1, 1, 1, 0, 0, 0, 1], bool)
+    # cirrhotic -> 0 (3 of 5), normal -> 2; on the same cases 3 + 3 of 8 are right
+    assert background_rule_accuracy(y, flag, y, flag) == pytest.approx(6 / 8)
+    assert background_rule_accuracy(y, flag, np.array([2, 0]), np.array([False, False])) == pytest.approx(0.5)

@@ -4,9 +4,10 @@ from livercore.phantom.cohort import (
     NAMED_COHORTS,
     Case,
     ImageSet,
+    cirrhosis_flags,
     cohort_layout,
     cohort_size,
     generate_case,
 )
 
-__all__ = ["NAMED_COHORTS", "Case", "ImageSet", "cohort_layout", "cohort_size", "generate_case"]
+__all__ = ["NAMED_COHORTS", "Case", "ImageSet", "cirrhosis_flags", "cohort_layout", "cohort_size", "generate_case"]

@@ -188,10 +188,7 @@ def generate_case(
     layout = cohort_layout(cohort, seed, size)
     iset = layout[index]
     ck = _cohort_key(cohort)
-    # The first lesion's category sets the patient's background (cirrhosis) for all their sets.
-    first = next(s for s in layout if s.patient == iset.patient)
-    prng = np.random.default_rng([ck, seed, 1, iset.patient])
-    cirrhotic = bool(prng.random() < spec.CIRRHOSIS_SHARE[first.category])
+    prng, cirrhotic = _patient_background(layout, ck, seed, iset.patient)
     patient = anatomy.draw_patient(
         prng, vendor=iset.vendor, cirrhotic=cirrhotic, seed_sequence=[ck, seed, iset.patient]
     )
@@ -307,6 +304,24 @@ def generate_case(
         {ph: float(liver_hu[i]) for i, ph in enumerate(PHASES)},
         noise_sd,
     )
+
+
+def _patient_background(
+    layout: tuple[ImageSet, ...], ck: int, seed: int, patient: int
+) -> tuple[np.random.Generator, bool]:
+    """The patient's random stream and whether their liver is cirrhotic; the category of their
+    first lesion sets the background (cirrhosis) for all their image sets."""
+    first = next(s for s in layout if s.patient == patient)
+    prng = np.random.default_rng([ck, seed, 1, patient])
+    return prng, bool(prng.random() < spec.CIRRHOSIS_SHARE[first.category])
+
+
+def cirrhosis_flags(cohort: str, seed: int = 0, size: int | None = None) -> np.ndarray:
+    """(N,) bool: which image sets of a cohort have a cirrhotic liver (without drawing them)."""
+    layout = cohort_layout(cohort, seed, size)
+    ck = _cohort_key(cohort)
+    by_patient = {p: _patient_background(layout, ck, seed, p)[1] for p in {s.patient for s in layout}}
+    return np.array([by_patient[s.patient] for s in layout], bool)
 
 
 def _liver_pixels(section: anatomy.Section, threshold: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
