@@ -10,6 +10,7 @@ audit a standard error of about 0.05).
 
     python benchmarks/gpu_study.py prepare DATA_DIR     # on the CPU machine, about 6 min
     python benchmarks/gpu_study.py DATA_DIR OUT_DIR [CHOSEN]
+    python benchmarks/gpu_study.py tune DATA_DIR OUT_DIR   # the tuning table alone
 
 writes OUT_DIR/study (the study directory), OUT_DIR/models (what ships) and
 OUT_DIR/gpu_study.json (timings, device, tuning table).
@@ -55,7 +56,7 @@ TUNING_SEEDS = (11, 12)
 TUNING_MODELS = ("triphasic", "arterial")
 
 
-def main(data_dir: str, out_dir: str, chosen: str | None = None) -> None:
+def main(data_dir: str, out_dir: str, chosen: str | None = None, *, tune_only: bool = False) -> None:
     data, out = Path(data_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     load = lambda name: Dataset.load(data / f"{name}.npz")  # noqa: E731
@@ -111,6 +112,9 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None) -> None:
         tuning_seconds=time.perf_counter() - t0,
     )
     print("chosen", chosen, by_config, flush=True)
+    if tune_only:
+        (out / "gpu_tuning.json").write_text(json.dumps(report, indent=1))
+        return
 
     t2 = time.perf_counter()
     audit = shortcut_audit(
@@ -207,5 +211,7 @@ def prepare(data_dir: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(sys.argv[2])
+    elif sys.argv[1] == "tune":  # the validation-cohort tuning alone
+        main(sys.argv[2], sys.argv[3], tune_only=True)
     else:
         main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
