@@ -95,7 +95,7 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None, *, tune_only: b
                 )
                 print(tuning[-1], flush=True)
     by_config = {}
-    if not chosen:  # otherwise chosen by an earlier run's tuning (benchmarks/results/gpu_tuning.log)
+    if not chosen:  # otherwise chosen by an earlier run's tuning (benchmarks/results/gpu_tuning.json)
         for label in CANDIDATES:
             by_config[label] = float(np.mean([t["val_accuracy"] for t in tuning if t["config"] == label]))
         best = max(by_config.values())
