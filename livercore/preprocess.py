@@ -34,6 +34,12 @@ CROP_SIZE = 70  # network input (pixels), as the paper
 FIELD_MM = 64.0  # field of view (mm) around a lesion up to FIELD_MM / FIELD_FACTOR = 51 mm
 FIELD_FACTOR = 1.25  # field / box side for larger lesions: their border stays in view
 FIELD_FACTOR_UNSCALED = 2.5  # field / box side when the pixel size is unknown (screen captures)
+FIELD_OF_VIEW_TEXT = (
+    f"{CROP_SIZE} x {CROP_SIZE} pixels per phase, in the paper's windows, of a {FIELD_MM:g} mm field "
+    f"around the lesion ({FIELD_FACTOR:g} times a lesion larger than {FIELD_MM / FIELD_FACTOR:.0f} mm; "
+    f"{FIELD_FACTOR_UNSCALED:g} times the box for screen captures without a pixel size), so a small "
+    "nodule looks small, as it does to a reader."
+)
 RESAMPLE = Image.Resampling.BILINEAR  # Pillow's bilinear filter antialiases when shrinking
 
 

@@ -6,7 +6,7 @@ from functools import partial
 
 import streamlit as st
 
-from livercore import dicom_io
+from livercore import dicom_io, preprocess
 from livercore.app import cases, compare, figures, inputs, state, ui
 from livercore.app.marks import MarkMode, apply_selection, describe_box, resize_boxes
 from livercore.app.measure import ROI_DIAMETER_MM, measure_case
@@ -332,10 +332,7 @@ try:
 except InputError as err:
     st.error(str(err))
     st.stop()
-st.markdown(
-    "**What the network sees**: 70 x 70 pixels per phase, in the paper's windows, the lesion "
-    "filling about half the field."
-)
+st.markdown(f"**What the network sees**: {preprocess.FIELD_OF_VIEW_TEXT}")
 ui.crops_row(crops)
 
 # --- 3. measurements ----------------------------------------------------------------------------
