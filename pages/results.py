@@ -190,7 +190,7 @@ with tabs[6]:
         st.info("This study has no shortcut audit (run `livercore study run --audit`).")
     else:
         tiles = st.columns(4 if audit.cirrhosis_rule is not None else 3)
-        tiles[0].metric("Accuracy with every lesion painted over", f"{audit.accuracy:.2f}")
+        tiles[0].metric("Accuracy, lesions painted over", f"{audit.accuracy:.2f}")
         tiles[1].metric("Share of the commonest category", f"{audit.largest_class_share:.2f}")
         if audit.cirrhosis_rule is not None:
             tiles[2].metric("Knowing only cirrhosis", f"{audit.cirrhosis_rule:.2f}")

@@ -740,7 +740,7 @@ def shortcut_audit(study: Study) -> Audit | None:
         "that liver"
     )
     if acc <= share + AUDIT_MARGIN:
-        passed, verdict = True, "at chance: no shortcut"
+        passed, verdict = True, "no shortcut"
         text += (
             f"**Result.** Accuracy without lesions {acc:.2f}: at that level. The generator leaves no "
             "shortcut: what the models get right, they get from the lesion."
