@@ -70,8 +70,9 @@ def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) ->
             f"{_range(m['accuracy']['median'], m['accuracy']['low'], m['accuracy']['high']):>20}"
             f"{_range(pte['paper_median'], pte['paper_low'], pte['paper_high']):>20}{steel:>14}{paper_p:>8}"
         )
-    kw = summary["kruskal_wallis"]["p"]
-    lines += [f"Kruskal-Wallis P across the five models: ours {kw:.4g} | paper < .001", ""]
+    kw = summary["kruskal_wallis"]
+    ours = f"{kw['p']:.4g}" if kw else "- (needs two or more models)"
+    lines += [f"Kruskal-Wallis P across the models: ours {ours} | paper < .001 (five models)", ""]
     lines.append("AUC, A-B vs C-E from the clinical score, median (range): ours | paper")
     for _, row in side["auc"].iterrows():
         lines.append(

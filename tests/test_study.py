@@ -250,3 +250,12 @@ def test_background_rule_knows_only_the_flag():
     # cirrhotic -> 0 (3 of 5), normal -> 2; on the same cases 3 + 3 of 8 are right
     assert background_rule_accuracy(y, flag, y, flag) == pytest.approx(6 / 8)
     assert background_rule_accuracy(y, flag, np.array([2, 0]), np.array([False, False])) == pytest.approx(0.5)
+
+
+def test_report_of_a_one_model_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    config = replace(TrainConfig(), variants_per_image=1, batch_size=32)
+    run_study(_toy(30, 0), _toy(25, 1), tmp_path, sessions=2, models=("triphasic",), config=config,
+              device="cpu", progress=False)  # fmt: skip
+    assert main(["study", "report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Kruskal-Wallis P across the models: ours - (needs two or more models)" in out
