@@ -44,6 +44,11 @@ def _range(median: float, low: float, high: float) -> str:
     return f"{median:.2f} ({low:.2f}-{high:.2f})"
 
 
+def _cirrhosis_rule(audit: dict) -> str:
+    rule = audit.get("cirrhosis_rule_accuracy")
+    return f", cirrhosis-only rule {rule:.2f}" if rule is not None else ""
+
+
 def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(report_json(study_dir), indent=1)
@@ -97,11 +102,11 @@ def study_report(study_dir: str | os.PathLike[str], *, as_json: bool = False) ->
             "",
             f"Shortcut audit (lesion painted over by liver, triphasic): accuracy "
             f"{audit['accuracy_without_lesion']:.2f} vs largest-class share {audit['largest_class_share']:.2f}"
-            f" ({audit['n_test']} cases{'; ' + audit['test'] if audit.get('test') else ''})",
+            f"{_cirrhosis_rule(audit)} ({audit['n_test']} cases{'; ' + audit['test'] if audit.get('test') else ''})",
         ]
         for name, other in (audit.get("other_tests") or {}).items():
             lines.append(
                 f"  on {name}: {other['accuracy_without_lesion']:.2f} vs {other['largest_class_share']:.2f}"
-                f" ({other['n_test']} cases)"
+                f"{_cirrhosis_rule(other)} ({other['n_test']} cases)"
             )
     return "\n".join(lines)

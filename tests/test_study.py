@@ -12,7 +12,14 @@ import pytest
 
 from livercore.cli import main
 from livercore.dataset import Dataset
-from livercore.study import background_rule_accuracy, median_session, run_study, ship, shortcut_audit
+from livercore.study import (
+    background_rule_accuracy,
+    median_session,
+    run_study,
+    ship,
+    shortcut_audit,
+    write_metrics,
+)
 from livercore.train import TrainConfig
 from livercore.vocab import CATEGORIES, MODEL_NAMES
 
@@ -256,6 +263,13 @@ def test_report_of_a_one_model_study(tmp_path: Path, capsys: pytest.CaptureFixtu
     config = replace(TrainConfig(), variants_per_image=1, batch_size=32)
     run_study(_toy(30, 0), _toy(25, 1), tmp_path, sessions=2, models=("triphasic",), config=config,
               device="cpu", progress=False)  # fmt: skip
+    audit = {"accuracy_without_lesion": 0.38, "largest_class_share": 0.35, "n_test": 500, "test": "big",
+             "cirrhosis_rule_accuracy": 0.39,
+             "other_tests": {"test-2016": {"accuracy_without_lesion": 0.32, "largest_class_share": 0.35,
+                                           "n_test": 100}}}  # fmt: skip
+    write_metrics(tmp_path, audit)
     assert main(["study", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Kruskal-Wallis P across the models: ours - (needs two or more models)" in out
+    assert "accuracy 0.38 vs largest-class share 0.35, cirrhosis-only rule 0.39 (500 cases; big)" in out
+    assert "  on test-2016: 0.32 vs 0.35 (100 cases)" in out
