@@ -158,7 +158,12 @@ def read_capture(data: bytes) -> np.ndarray:
                 grey = np.asarray(image.convert("L"), dtype=np.uint8)
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(
+            "This image declares far more pixels than a screen capture (over "
+            f"{Image.MAX_IMAGE_PIXELS // 1_000_000} million), so it was not decoded."
+        ) from err
+    except UnidentifiedImageError as err:
         raise InputError("This image could not be opened as a PNG or JPEG screen capture.") from err
     except (OSError, ValueError, SyntaxError) as err:  # truncated or damaged streams
         raise InputError("This image is damaged or truncated and could not be decoded.") from err
