@@ -20,16 +20,11 @@ import torch
 
 from livercore.errors import InputError
 from livercore.model import LiverNet, load_model, select_channels
+from livercore.paths import default_models_dir
 from livercore.preprocess import LesionBox, preprocess_case
 from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
 
 MODEL_LOCK = threading.Lock()
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-
-
-def default_models_dir() -> Path:
-    """Where the shipped models are: $LIVERCORE_MODELS (read at call time), else models/."""
-    return Path(os.environ.get("LIVERCORE_MODELS") or DEFAULT_MODELS_DIR)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pandas as pd
 import pydicom
 from pydicom.uid import RLELossless
 
+from livercore.paths import DEFAULT_CASES_DIR
 from livercore.phantom.cohort import cohort_layout, generate_case
 from livercore.phantom.export import MANIFEST_COLUMNS, write_case
 from livercore.vocab import PHASES, Category
@@ -35,7 +36,7 @@ TEACHING_SUBTYPES: dict[Category, tuple[str, ...]] = {
     Category.E: ("simple_cyst", "simple_cyst"),
 }
 DIAMETER_MM = (15.0, 45.0)
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "cases"
+DEFAULT_OUT = DEFAULT_CASES_DIR
 
 # Finding flags in reading order: arterial pattern, delayed pattern, structure, background.
 _ARTERIAL = {

@@ -17,10 +17,9 @@ import pandas as pd
 
 from livercore import dicom_io
 from livercore.app.inputs import Reference, ReviewCase, make_case
+from livercore.paths import DEFAULT_CASES_DIR
 from livercore.preprocess import LesionBox
 from livercore.vocab import PHASES, Category, Phase
-
-DEFAULT_CASES_DIR = Path(__file__).resolve().parents[2] / "cases"
 
 
 def cases_dir() -> Path:

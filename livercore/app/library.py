@@ -30,10 +30,11 @@ from livercore.app.cases import case_from_row
 from livercore.app.inputs import Reference, ReviewCase, make_case
 from livercore.app.measure import Measurements, locate_aorta, measure_case
 from livercore.errors import InputError
+from livercore.paths import DEFAULT_CASES_DIR
 from livercore.preprocess import LesionBox, crop_square, window_to_uint8
 from livercore.vocab import CATEGORIES, PHASES, SUBTYPES, Category, Phase
 
-DEFAULT_LIBRARY = Path(__file__).resolve().parents[2] / "cases" / "library.csv"
+DEFAULT_LIBRARY = DEFAULT_CASES_DIR / "library.csv"
 LIBRARY_COLUMNS = (
     "case_id",
     "cohort",

@@ -22,9 +22,10 @@ from plotly.subplots import make_subplots
 
 from livercore import evaluate
 from livercore.errors import InputError
+from livercore.paths import DEFAULT_MODELS_DIR
 from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS, SUBTYPE_LABELS, Category
 
-DEFAULT_STUDY_DIR = Path(__file__).resolve().parents[2] / "models" / "study"
+DEFAULT_STUDY_DIR = DEFAULT_MODELS_DIR / "study"
 REQUIRED_FILES = ("predictions_test.csv", "metrics.json")
 MAX_FILE_BYTES = 200 * 2**20  # a study's predictions for 5 models x 5 sessions x 1000 cases are ~25 MB
 # Table 3's rows: the five categories, category C split by vascularity (evaluate.C_SUBTYPE_ROWS).

@@ -24,12 +24,12 @@ from livercore.app.figures import display_u8, png_data_uri
 from livercore.app.inputs import ReviewCase, aorta_check
 from livercore.app.marks import Marks
 from livercore.app.measure import PhaseCheck, Point
+from livercore.paths import default_models_dir
 from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
 
 if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
     from livercore.analysis import Analysis, LoadedModel
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
 MARKS_KEY = "review_marks"  # its Marks
 # Inference threads per process. One: the 70 x 70 networks are too small to gain from intra-op
@@ -63,7 +63,7 @@ def start_up() -> threading.Thread:
 
 def models_dir() -> Path:
     """$LIVERCORE_MODELS, read at call time, else ``models/`` beside the package."""
-    return Path(os.environ.get("LIVERCORE_MODELS") or DEFAULT_MODELS_DIR)
+    return default_models_dir()
 
 
 def _stamp(folder: Path) -> tuple[tuple[str, int], ...]:
