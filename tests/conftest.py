@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium: the browser tests never download one
 REAL_CT = (
     SHARED / "data" / "real-ct" / "HCC048"
 )  # CC BY 4.0, HCC-TACE-Seg (TCIA), see its ATTRIBUTION.md
@@ -21,3 +24,13 @@ def exported_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.
     out = tmp_path_factory.mktemp("cohort")
     manifest = export_cohort("qa-check", out, seed=3, size=60, workers=2)
     return out, manifest
+
+
+@pytest.fixture(scope="module")
+def playwright_api() -> Iterator[Any]:
+    """Playwright's sync API over Debian's chromium; the test is skipped when either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.conftest import CHROMIUM
+
 ROOT = Path(__file__).resolve().parents[1]
 PREDICTION_IMAGES = 7  # review page: 3 network-input crops, 3 triphasic CAMs, the CAM colour bar
 COMPARE_IMAGES = 9  # compare page: 3 + 2 + 1 + 1 + 1 model x phase CAMs, the colour bar
@@ -47,28 +48,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(models_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """`streamlit run streamlit_app.py` on `port` with LIVERCORE_MODELS=models_dir."""
-    env = dict(os.environ, LIVERCORE_MODELS=str(models_dir))
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_server(
+    models_dir: Path | None,
+    port: int,
+    *,
+    script: str = "streamlit_app.py",
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """`streamlit run <script>` in `cwd` on `port`, with LIVERCORE_MODELS=models_dir when given;
+    its output goes to `log` when given, else nowhere."""
+    env = dict(os.environ if env is None else env)
+    if models_dir is not None:
+        env["LIVERCORE_MODELS"] = str(models_dir)
+    command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true"]
+    command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    if log is None:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
 
 def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
@@ -143,15 +142,6 @@ def full_page_screenshot(page: Any, path: Path, width: int = 1500) -> None:
 # --- fixtures and tests --------------------------------------------------------------------------
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def playwright_api() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

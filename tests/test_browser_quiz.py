@@ -8,15 +8,20 @@ $LIVERCORE_SCREENSHOTS when set, else to the test's temporary folder.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_browser import CHROMIUM, free_port, full_page_screenshot, launch, wait_healthy, wait_settled
+from tests.test_browser import (
+    free_port,
+    full_page_screenshot,
+    launch,
+    start_server,
+    wait_healthy,
+    wait_settled,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FEEDBACK_IMAGES = 3 + 3 + 1  # the three phases, the triphasic model's CAMs, the CAM colour bar
@@ -25,37 +30,11 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def playwright_api() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
 def quiz_url(playwright_api: Any) -> Iterator[str]:
     routed = "pages/quiz.py" in (ROOT / "streamlit_app.py").read_text()
     script = "streamlit_app.py" if routed else "pages/quiz.py"
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            script,
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(None, port, script=script)
     try:
         wait_healthy(port)
         yield f"http://127.0.0.1:{port}" + ("/quiz" if routed else "/")

@@ -49,6 +49,7 @@ from tests.test_browser import (
     draw_box,
     free_port,
     launch,
+    start_server,
     upload_dicom,
     wait_healthy,
     wait_settled,
@@ -373,30 +374,6 @@ def server_env(app: Path, models: Path, tmpdir: Path, home: Path) -> dict[str, s
     }
 
 
-def start_logged_server(app: Path, env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`streamlit run` of the app in `app` with `env`; stdout and stderr to `log`."""
-    with log.open("wb") as sink:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-            ],
-            cwd=app,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-
-
 # --- (a) uploads leave no trace -------------------------------------------------------------------------
 
 
@@ -439,7 +416,7 @@ def test_upload_writes_nothing_and_logs_nothing(
     watched = [server_tmp, server_home, app]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_logged_server(app, env, port, log)
+    server = start_server(None, port, cwd=app, env=env, log=log)
     watcher: Inotify | None = None
     try:
         wait_healthy(port)

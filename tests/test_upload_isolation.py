@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from tests.test_browser import (
-    CHROMIUM,
     PREDICTION_IMAGES,
     crop_sources,
     draw_box,
@@ -105,15 +104,6 @@ def write_zip_bomb(path: Path, size: int) -> Path:
         for _ in range(size // len(zeros)):
             entry.write(zeros)
     return path
-
-
-@pytest.fixture(scope="module")
-def playwright_api() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")
