@@ -6,6 +6,7 @@ are shared with benchmarks/bench_app.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -139,6 +140,29 @@ def full_page_screenshot(page: Any, path: Path, width: int = 1500) -> None:
     page.set_viewport_size({"width": width, "height": 1100})
 
 
+@contextlib.contextmanager
+def running_app(models_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """(url, process) of `streamlit run streamlit_app.py` on `models_dir`, stopped afterwards."""
+    port = free_port()
+    server = start_server(models_dir, port)
+    try:
+        wait_healthy(port)
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def phantom_dicom(out: Path) -> tuple[list[Path], Any]:
+    """Case 3 of test-2016 written as three DICOM files in `out`: (paths U, A, D; the case)."""
+    from livercore.phantom.cohort import generate_case
+    from livercore.phantom.export import write_case
+
+    case = generate_case("test-2016", 0, 3)
+    row = write_case(case, out)
+    return [out / str(row[p]) for p in ("unenhanced", "arterial", "delayed")], case
+
+
 # --- fixtures and tests --------------------------------------------------------------------------
 
 pytestmark = pytest.mark.browser
@@ -148,26 +172,14 @@ pytestmark = pytest.mark.browser
 def app_url(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> Iterator[str]:
     from tests.test_app import write_untrained_models
 
-    models = write_untrained_models(tmp_path_factory.mktemp("models"))
-    port = free_port()
-    server = start_server(models, port)
-    try:
-        wait_healthy(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with running_app(write_untrained_models(tmp_path_factory.mktemp("models"))) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
 def phantom_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Any]:
-    from livercore.phantom.cohort import generate_case
-    from livercore.phantom.export import write_case
-
-    out = tmp_path_factory.mktemp("phantom")
-    case = generate_case("test-2016", 0, 3)
-    row = write_case(case, out)
-    return sorted(out / str(row[p]) for p in ("unenhanced", "arterial", "delayed")), case
+    files, case = phantom_dicom(tmp_path_factory.mktemp("phantom"))
+    return sorted(files), case
 
 
 @pytest.fixture()

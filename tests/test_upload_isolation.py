@@ -26,11 +26,10 @@ from tests.test_browser import (
     PREDICTION_IMAGES,
     crop_sources,
     draw_box,
-    free_port,
     launch,
-    start_server,
+    phantom_dicom,
+    running_app,
     upload_dicom,
-    wait_healthy,
     wait_settled,
 )
 
@@ -111,26 +110,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> Ite
     """(url, pid) of a `streamlit run` on untrained models (same network and cost)."""
     from tests.test_app import write_untrained_models
 
-    models = write_untrained_models(tmp_path_factory.mktemp("models"))
-    port = free_port()
-    process = start_server(models, port)
-    try:
-        wait_healthy(port)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with running_app(write_untrained_models(tmp_path_factory.mktemp("models"))) as (url, process):
+        yield url, process.pid
 
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Any]:
-    from livercore.phantom.cohort import generate_case
-    from livercore.phantom.export import write_case
-
-    out = tmp_path_factory.mktemp("phantom")
-    case = generate_case("test-2016", 0, 3)
-    row = write_case(case, out)
-    return [out / str(row[p]) for p in ("unenhanced", "arterial", "delayed")], case
+    return phantom_dicom(tmp_path_factory.mktemp("phantom"))
 
 
 def hostile_file(kind: str, out: Path) -> Path:
