@@ -30,27 +30,20 @@ sys.path.insert(0, str(ROOT))
 
 from tests.test_browser import (  # noqa: E402  (the repository root must be on the path first)
     COMPARE_IMAGES,
+    NEW_PREDICTION,
     PREDICTION_IMAGES,
     crop_sources,
     draw_box,
     free_port,
     launch,
     start_server,
+    stop_server,
     upload_dicom,
     wait_settled,
 )
 
 TARGET_FIRST_PAGE_S = 10.0
 TARGET_SELECTION_S = 1.5
-# True when the page shows new images (sources differ from the previous ones) and all are loaded.
-_NEW_PREDICTION = """([old, n]) => {
-  const app = document.querySelector('[data-testid=stApp]');
-  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  const imgs = Array.from(document.querySelectorAll('[data-testid=stImage] img'));
-  if (imgs.length < n || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
-  if (!document.body.innerText.includes('Triphasic model:')) return false;
-  return imgs[0].src !== old[0];
-}"""
 
 
 def models_folder(tmp: Path) -> tuple[Path, str]:
@@ -113,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 page.mouse.up()
                 page.wait_for_function(
-                    _NEW_PREDICTION, arg=[old, PREDICTION_IMAGES], timeout=60_000, polling=10
+                    NEW_PREDICTION, arg=[old[0], PREDICTION_IMAGES], timeout=60_000, polling=10
                 )
                 timings.append(time.perf_counter() - t0)
             first_selection_s, selections = timings[0], timings[1:]
@@ -124,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_settled(page, COMPARE_IMAGES)
             compare_s = time.perf_counter() - t0
         finally:
-            server.terminate()
-            server.wait(timeout=20)
+            stop_server(server)
             browser.close()
 
     import streamlit

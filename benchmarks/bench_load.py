@@ -50,25 +50,17 @@ from tests.test_browser import (  # noqa: E402  (the repository root must be on 
     _SETTLED,
     CHROMIUM,
     LAUNCH_ARGS,
+    NEW_PREDICTION,
     PREDICTION_IMAGES,
     free_port,
     start_server,
+    stop_server,
     wait_healthy,
 )
 
 if TYPE_CHECKING:
     from playwright.async_api import ViewportSize
 
-# True when new crops are on the page (the first image's source changed), every image has
-# loaded, the triphasic model's headline is there and the script run is over.
-_NEW_PREDICTION = """([old, n]) => {
-  const app = document.querySelector('[data-testid=stApp]');
-  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  const imgs = Array.from(document.querySelectorAll('[data-testid=stImage] img'));
-  if (imgs.length < n || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
-  if (!document.body.innerText.includes('Triphasic model:')) return false;
-  return imgs[0].src !== old;
-}"""
 VIEWPORT: ViewportSize = {"width": 1500, "height": 1100}
 POLL_MS = 25  # the wait predicates run every 25 ms: latencies are quantised to about that
 WAIT_MS = 120_000  # any single wait (page, upload, prediction)
@@ -256,7 +248,7 @@ async def run_user(
                     t0 = time.perf_counter()
                     await page.mouse.up()
                     await page.wait_for_function(
-                        _NEW_PREDICTION, arg=[old, PREDICTION_IMAGES], timeout=WAIT_MS, polling=POLL_MS
+                        NEW_PREDICTION, arg=[old, PREDICTION_IMAGES], timeout=WAIT_MS, polling=POLL_MS
                     )
                     log.selection_s.append(time.perf_counter() - t0)
             except Exception as err:  # one user's failure is reported, not fatal to the others
@@ -399,12 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             server_cpu_s, busy_s = tree_cpu_s(server.pid) - cpu0, machine_busy_s() - busy0
             load_during = uptime()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_server(server)
         shutil.rmtree(tmp, ignore_errors=True)
 
     import streamlit

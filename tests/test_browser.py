@@ -34,6 +34,16 @@ _DATA_TO_PAGE = """([idx, x, y]) => {
 # True once the viewers carry the clickable grid (click mode).
 _CLICKABLE = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
   .slice(0, 3).every(gd => gd.data && gd.data.length === 2 && gd._fullLayout.clickmode === 'event+select')"""
+# True once new crops are on the page (the first image's source differs from `old`), at least n
+# images have loaded, the triphasic model's headline is there and the script run is over.
+NEW_PREDICTION = """([old, n]) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const imgs = Array.from(document.querySelectorAll('[data-testid=stImage] img'));
+  if (imgs.length < n || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
+  if (!document.body.innerText.includes('Triphasic model:')) return false;
+  return imgs[0].src !== old;
+}"""
 # True once the script has finished and at least n images are on the page, all loaded.
 _SETTLED = """(n) => {
   const app = document.querySelector('[data-testid=stApp]');
@@ -69,6 +79,16 @@ def start_server(
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with log.open("wb") as sink:
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Terminate a server started by start_server; kill it if it does not stop in 20 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
 
 
 def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
@@ -149,8 +169,7 @@ def running_app(models_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
         wait_healthy(port)
         yield f"http://127.0.0.1:{port}", server
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_server(server)
 
 
 def phantom_dicom(out: Path) -> tuple[list[Path], Any]:

@@ -19,6 +19,7 @@ from tests.test_browser import (
     full_page_screenshot,
     launch,
     start_server,
+    stop_server,
     wait_healthy,
     wait_settled,
 )
@@ -39,8 +40,7 @@ def quiz_url(playwright_api: Any) -> Iterator[str]:
         wait_healthy(port)
         yield f"http://127.0.0.1:{port}" + ("/quiz" if routed else "/")
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_server(server)
 
 
 def test_answer_one_question_and_see_the_feedback(playwright_api: Any, quiz_url: str, tmp_path: Path) -> None:

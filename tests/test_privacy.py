@@ -50,6 +50,7 @@ from tests.test_browser import (
     free_port,
     launch,
     start_server,
+    stop_server,
     upload_dicom,
     wait_healthy,
     wait_settled,
@@ -470,12 +471,7 @@ def test_upload_writes_nothing_and_logs_nothing(
     finally:
         if watcher is not None:
             watcher.close()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_server(server)
 
     created = sorted(set(after) - set(before))
     changed = sorted(p for p in set(after) & set(before) if after[p] != before[p])

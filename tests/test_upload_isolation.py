@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.test_browser import (
+    NEW_PREDICTION,
     PREDICTION_IMAGES,
     crop_sources,
     draw_box,
@@ -40,14 +41,6 @@ BOMB_BYTES = 640 * 2**20  # the zip bomb's one entry: over the 512 MiB a series 
 PREDICTION_BOUND_S = 15.0  # B's selection -> prediction on screen while A is hostile
 HOSTILE_BOUND_S = 40.0  # A's files chosen and listed -> its error message
 RSS_GROWTH_BOUND = 1536 * 2**20  # server memory growth while A's upload is handled
-_NEW_PREDICTION = """([old, n]) => {
-  const app = document.querySelector('[data-testid=stApp]');
-  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  const imgs = Array.from(document.querySelectorAll('[data-testid=stImage] img'));
-  if (imgs.length < n || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
-  if (!document.body.innerText.includes('Triphasic model:')) return false;
-  return imgs[0].src !== old;
-}"""
 
 
 def rss_bytes(pid: int) -> int:
@@ -203,7 +196,7 @@ def test_hostile_upload_does_not_stall_another_session(
                 t0 = time.perf_counter()
                 page_b.mouse.up()
                 page_b.wait_for_function(
-                    _NEW_PREDICTION,
+                    NEW_PREDICTION,
                     arg=[old, PREDICTION_IMAGES],
                     timeout=PREDICTION_BOUND_S * 1000,
                     polling=25,
