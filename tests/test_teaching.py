@@ -508,3 +508,34 @@ def test_quiz_page_single_phase_shows_only_that_phase() -> None:
         f"{Phase.UNENHANCED.value}: not shown in this quiz",
         f"{Phase.DELAYED.value}: not shown in this quiz",
     ]
+
+
+def test_cell_cases_of_every_cell_have_unique_columns(study: results.Study) -> None:
+    for model in study.models:
+        for session in [None, *study.sessions(model)]:
+            for true in CATEGORIES:
+                for predicted in CATEGORIES:
+                    behind = results.cell_cases(study, model, session, true, predicted)
+                    assert behind.columns.is_unique, (model, session, true, predicted)
+                    assert f"P({true.value}) %" in behind.columns
+
+
+def test_results_page_opens_every_confusion_cell_of_every_model(study: results.Study) -> None:
+    """A diagonal cell (A read as A) once crashed the page with duplicate column names."""
+    at = page("results")
+    at.run()
+    for model in study.models:
+        at.selectbox(key="results_cm_model").set_value(model).run()
+        counts = results.confusion_counts(study, model)
+        for true in CATEGORIES:
+            for predicted in CATEGORIES:
+                at.selectbox(key=f"results_cell_true_{model}_None").set_value(true)
+                at.selectbox(key=f"results_cell_pred_{model}_None").set_value(predicted).run()
+                assert not at.exception, (model, true, predicted)
+                n = int(counts.loc[true.value, predicted.value])
+                if n:
+                    shown = at.dataframe[0].value
+                    expected = results.cell_cases(study, model, None, true, predicted)
+                    assert list(shown.case_id) == list(expected.case_id)
+                else:
+                    assert any("was read as" in i.value for i in at.info)

@@ -395,12 +395,15 @@ def cell_cases(
 
     One row per case: the sessions in which it fell in that cell (one, or several when session
     is None and the sessions are pooled), how many, and the model's P(reference) and
-    P(predicted) in %, the mean over those sessions. Sorted by how often, then by case id.
+    P(predicted) in % (one column for a diagonal cell), the mean over those sessions. Sorted by
+    how often, then by case id.
     """
     t, p = Category(true).value, Category(predicted).value
     df = _model_rows(study, model, session)
     hits = df[(df["category"] == t) & (df["predicted"] == p)]
-    columns = ["case_id", "subtype", "sessions", "n sessions", f"P({t}) %", f"P({p}) %"]
+    # A diagonal cell (read correctly) has one probability to show, not the same column twice.
+    probabilities = [t] if t == p else [t, p]
+    columns = ["case_id", "subtype", "sessions", "n sessions", *(f"P({c}) %" for c in probabilities)]
     if hits.empty:
         return pd.DataFrame(columns=columns)
     grouped = (
@@ -409,14 +412,13 @@ def cell_cases(
             subtype=("subtype", "first"),
             sessions=("session", lambda s: ", ".join(str(int(v)) for v in sorted(s))),
             n=("session", "size"),
-            p_true=(f"p_{t}", "mean"),
-            p_pred=(f"p_{p}", "mean"),
+            **{f"P({c}) %": (f"p_{c}", "mean") for c in probabilities},
         )
         .reset_index()
     )
     grouped["subtype"] = grouped["subtype"].map(lambda s: SUBTYPE_LABELS.get(str(s), str(s)))
-    grouped[f"P({t}) %"] = (grouped.pop("p_true") * 100).round(0)
-    grouped[f"P({p}) %"] = (grouped.pop("p_pred") * 100).round(0)
+    for c in probabilities:
+        grouped[f"P({c}) %"] = (grouped[f"P({c}) %"] * 100).round(0)
     grouped = grouped.rename(columns={"n": "n sessions"})
     grouped = grouped.sort_values(["n sessions", "case_id"], ascending=[False, True], kind="stable")
     return grouped[columns].reset_index(drop=True)
