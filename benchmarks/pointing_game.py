@@ -1,8 +1,11 @@
-"""The pointing game of the shipped models on test-2016 (livercore.rationale).
+"""The pointing game and the phase contributions of the shipped models on test-2016
+(livercore.rationale).
 
 Regenerates test-2016 from the phantom, runs every shipped model with Grad-CAM on each case
 and writes the share of each map's energy inside the lesion, with the chance level, to
-models/study/pointing_game.csv (the Study results page reads it). About a minute on the CPU.
+models/study/pointing_game.csv; and, for the models of two or more phases, each phase's
+Shapley value for P(reference category) to models/study/phase_contribution.csv (the Study
+results page reads both). About a minute on the CPU.
 
     python benchmarks/pointing_game.py [MODELS_DIR]
 """
@@ -15,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from livercore.analysis import default_models_dir, load_models
+from livercore.app.results import summarise_contributions
 from livercore.dataset import from_phantom
 from livercore.phantom import generate_case
-from livercore.rationale import pointing_game, summarise
+from livercore.rationale import phase_contribution_table, pointing_game, summarise
 
 
 def main(models_dir: Path) -> None:
@@ -26,6 +30,9 @@ def main(models_dir: Path) -> None:
     table = pointing_game(data, diameters, load_models(models_dir))
     table.to_csv(models_dir / "study" / "pointing_game.csv", index=False)
     print(summarise(table).to_string(index=False))
+    contributions = phase_contribution_table(data, load_models(models_dir))
+    contributions.to_csv(models_dir / "study" / "phase_contribution.csv", index=False, float_format="%.6g")
+    print(summarise_contributions(contributions).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

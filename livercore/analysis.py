@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from livercore.contribution import PhaseContribution, phase_contributions
 from livercore.errors import InputError
 from livercore.model import LiverNet, load_model, select_channels
 from livercore.paths import default_models_dir
 from livercore.preprocess import LesionBox, preprocess_case
-from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
+from livercore.vocab import CAM_METHODS, CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
 
 MODEL_LOCK = threading.Lock()
 
@@ -56,7 +57,9 @@ class ModelResult:
     name: str
     probabilities: np.ndarray  # (5,) A..E
     cam: np.ndarray | None  # (70, 70) float32 in [0, 1], on the crops the model saw
-    cam_target: Category | None
+    cam_target: Category | None  # None for EigenCAM, which has no target, and without a CAM
+    # How much each phase drives P(the CAM's category, else the top one): models with 2+ phases.
+    contribution: PhaseContribution | None = None
 
     @property
     def predicted(self) -> Category:
@@ -84,9 +87,12 @@ def analyse_crops(
     *,
     cam_method: str | None = "GradCAM",
     cam_target: Category | str | None = None,
+    contributions: bool = True,
 ) -> Analysis:
     """Run every model on (3, 70, 70) uint8 crops; CAMs for the predicted category, or for
-    `cam_target` when given; no CAMs when cam_method is None."""
+    `cam_target` when given; no CAMs when cam_method is None. With `contributions`, each
+    model of two or more phases also says how much each phase drives P(that category)
+    (livercore.contribution)."""
     if crops.shape != (len(PHASES), 70, 70) or crops.dtype != np.uint8:
         raise InputError("The lesion crops must be three 70 x 70 8-bit images.")
     from livercore.explain import class_activation_map  # grad-cam costs seconds to import: only when used
@@ -103,7 +109,12 @@ def analyse_crops(
                 proba = torch.softmax(logits.float(), 1)[0].cpu().numpy()
             want = target or CATEGORIES[int(np.argmax(proba))]
             cam = class_activation_map(m.net, x, want.output_index, cam_method) if cam_method else None
-            results[name] = ModelResult(name, proba, cam, want if cam_method else None)
+            has_target = cam_method is not None and getattr(CAM_METHODS.get(cam_method), "has_target", True)
+            phases = m.phase_model.phases
+            contribution = (
+                phase_contributions(m.net, x, phases, want) if contributions and len(phases) > 1 else None
+            )
+            results[name] = ModelResult(name, proba, cam, want if has_target else None, contribution)
     return Analysis(crops, results, time.perf_counter() - start, cam_method)
 
 

@@ -14,6 +14,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from livercore.model import LiverNet
 
+# The app offers those of vocab.CAM_METHODS; LayerCAM and ScoreCAM are for the benchmarks.
 CAM_METHODS = {
     "GradCAM": GradCAM,
     "GradCAM++": GradCAMPlusPlus,

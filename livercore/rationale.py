@@ -1,4 +1,4 @@
-"""Does each model look at the lesion? The energy-based pointing game on phantom cases.
+"""Does each model look at the lesion, and which phase carries its decision? On phantom cases.
 
 On the phantom the lesion is known exactly, and every crop is centred on it, so the lesion is
 a disk at the centre of the 70 x 70 crop whose radius follows from the lesion diameter and the
@@ -6,6 +6,11 @@ crop's field of view. For each case and model we compute the CAM for the predict
 and the share of its energy inside that disk (Wang et al., Score-CAM, CVPR-W 2020). The
 lesion's share of the crop area is the chance level: a model that ignores the lesion scores
 about that.
+
+The phase contribution (livercore.contribution) asks the paper's own question per case: for a
+model of two or more phases, the Shapley value of each phase for P(the reference category).
+Summarised per category, it says whether the arterial phase carries classic HCC and
+hypervascular category-C nodules, as the paper's story of the single-phase models suggests.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 from livercore.analysis import LoadedModel, analyse_crops
+from livercore.contribution import phase_contributions
 from livercore.dataset import Dataset
 from livercore.explain import lesion_energy_fraction
+from livercore.model import select_channels
 from livercore.preprocess import CROP_SIZE, field_mm
+from livercore.vocab import PHASES, Category
 
 
 def lesion_disk(diameter_mm: float, spacing_mm: float, size: int = CROP_SIZE) -> np.ndarray:
@@ -62,3 +70,30 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+
+
+def phase_contribution_table(data: Dataset, models: dict[str, LoadedModel]) -> pd.DataFrame:
+    """One row per case and model of two or more phases: the Shapley value of each phase
+    (columns ``shapley_<phase>``, NaN for a phase the model does not see) for P(reference
+    category), with that probability, the flat-image baseline and the prediction."""
+    rows = []
+    for name, m in models.items():
+        phases = m.phase_model.phases
+        if len(phases) < 2:
+            continue
+        for i in range(len(data)):
+            x = select_channels(data.x[i], m.phase_model)
+            c = phase_contributions(m.net, x, phases, Category(data.meta.category[i]))
+            analysed = analyse_crops(data.x[i], {name: m}, cam_method=None, contributions=False)
+            row = {
+                "case_id": data.meta.case_id[i],
+                "category": data.meta.category[i],
+                "subtype": data.meta.subtype[i],
+                "model": name,
+                "predicted": analysed.results[name].predicted.value,
+                "p_reference": c.probability,
+                "p_flat": c.baseline,
+            }
+            row |= {f"shapley_{p.value}": c.points.get(p, np.nan) for p in PHASES}
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -193,6 +193,50 @@ PHASE_MODELS: dict[str, PhaseModel] = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(PHASE_MODELS)
 
+
+@dataclass(frozen=True)
+class CamMethod:
+    """A class activation map method the app offers (livercore.explain computes them)."""
+
+    name: str
+    has_target: bool  # whether the map is computed for one chosen category
+    description: str  # what the map shows, for captions
+
+    def caption(self, target: str | None) -> str:
+        """What the map's colours mean, true to the method (EigenCAM has no category)."""
+        if not self.has_target or target is None:
+            return f"{self.name}: {self.description}. Dark blue = weak, dark red = strong activation."
+        return (
+            f"{self.name} for {target}: {self.description}. Dark blue = no evidence, dark red = the "
+            f"strongest evidence for {target}."
+        )
+
+
+CAM_METHODS: dict[str, CamMethod] = {
+    m.name: m
+    for m in (
+        CamMethod(
+            "GradCAM",
+            True,
+            "the last convolutional layer's feature maps weighted by how much each raises the "
+            "category's score (Selvaraju et al., ICCV 2017)",
+        ),
+        CamMethod(
+            "GradCAM++",
+            True,
+            "like Grad-CAM, with pixel-wise weights that separate several regions of evidence "
+            "(Chattopadhyay et al., WACV 2018)",
+        ),
+        CamMethod(
+            "EigenCAM",
+            False,
+            "the first principal component of the last convolutional layer's activations: where "
+            "the network's features are strongest, for no particular category (Muhammad & Yeasin, "
+            "IJCNN 2020)",
+        ),
+    )
+}
+
 DISCLAIMER = (
     "For teaching and research only: not a medical device, not for diagnosis. The bundled "
     "models were trained on synthetic triphasic CT from the livercore phantom, not on patients."

@@ -6,7 +6,7 @@ import streamlit as st
 
 from livercore.app import cases, compare, figures, inputs, state, ui
 from livercore.errors import InputError
-from livercore.vocab import CATEGORIES, PHASE_MODELS
+from livercore.vocab import CAM_METHODS, CATEGORIES, PHASE_MODELS, PHASES
 
 ui.require_router()
 st.title("Compare the five phase-models")
@@ -55,15 +55,24 @@ elif not has_review:
     st.stop()
 assert case is not None
 
-c1, c2, c3 = st.columns(3)
-method = c1.selectbox("CAM method", ("GradCAM", "GradCAM++", "EigenCAM"), key="compare_cam_method")
+c1, c2, c3, c4 = st.columns(4)
+method = c1.selectbox("CAM method", list(CAM_METHODS), key="compare_cam_method")
 target = c2.selectbox(
     "CAM for",
     [None, *CATEGORIES],
     key="compare_cam_target",
     format_func=lambda c: "each model's top category" if c is None else f"{c.value} {c.info.name}",
+    disabled=not CAM_METHODS[method].has_target,
+    help=None if CAM_METHODS[method].has_target else "EigenCAM has no target category.",
 )
-opacity = c3.slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key="compare_opacity")
+over = c3.selectbox(
+    "Draw each CAM over",
+    [None, *PHASES],
+    key="compare_cam_phase",
+    format_func=lambda p: "the phase that carries most" if p is None else f"the {p.value} phase",
+    help="A model that does not see the phase chosen is drawn over the phase that carries most.",
+)
+opacity = c4.slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key="compare_opacity")
 crops = inputs.crops_for(case, marks.boxes)
 analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
 verdict = compare.agreement(analysis)
@@ -84,28 +93,36 @@ st.caption(
     "sensitivity: the paper's test sensitivity of that model for the category it predicts here."
 )
 
-st.subheader("Where each model looks")
-header = st.columns([1.3, 1, 1, 1, 1.6])
-header[0].markdown("**model**")
-for column, p in zip(header[1:4], ("unenhanced", "arterial", "delayed"), strict=True):
-    column.markdown(f"**{p}**")
-header[4].markdown("**the paper reported**")
+st.subheader("Where each model looks, and which phase it rests on")
+widths = [1.2, 1, 1.6, 1.2]
+header = st.columns(widths)
+for column, text in zip(
+    header, ("model", "CAM, drawn once", "phase contributions", "the paper reported"), strict=True
+):
+    column.markdown(f"**{text}**")
 reference = compare.paper_reference()
 for name, result in analysis.results.items():
-    row = st.columns([1.3, 1, 1, 1, 1.6])
+    row = st.columns(widths, vertical_alignment="center")
     top = result.predicted
     row[0].markdown(
         f"**{PHASE_MODELS[name].label}**  \n{top.value} {top.info.name} "
         f"({result.probabilities[top.output_index] * 100:.0f} %)"
     )
-    for column, p, crop in zip(row[1:4], ("unenhanced", "arterial", "delayed"), crops, strict=True):
-        if any(ph.value == p for ph in PHASE_MODELS[name].phases) and result.cam is not None:
-            column.image(figures.enlarge(figures.cam_overlay(crop, result.cam, opacity), 2), width=140)
-        else:
-            column.caption("not an input")
-    row[4].caption(
+    seen = PHASE_MODELS[name].phases
+    phase = over if over in seen else (result.contribution.leading if result.contribution else seen[0])
+    with row[1]:
+        ui.cam_panel(crops, result, phase, opacity=opacity, method=method, width=160, explain=False)
+    with row[2]:
+        ui.contribution_bars(result, key=f"compare_contribution_{name}", explain=False)
+    row[3].caption(
         f"test accuracy {reference.loc[name, 'paper test accuracy']}  \n"
         f"AUC {reference.loc[name, 'paper AUC (A-B vs C-E)']}  \n"
         f"sensitivity for {top.value}: {compare.paper_sensitivity(name, top)}"
     )
-ui.cam_legend("the category named above (each model's top category unless chosen)")
+ui.cam_legend()
+target_text = "each model's top category" if target is None else f"{target.value} {target.info.name}"
+st.caption(
+    f"{ui.cam_caption(method, target_text)} A multiphase model's map is one map for all its phases "
+    "(its last convolutional layer has already mixed them): it says where; the bars say in which "
+    f"phase. {ui.CONTRIBUTION_CAPTION}"
+)

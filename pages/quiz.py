@@ -6,7 +6,7 @@ import streamlit as st
 
 from livercore.app import figures, inputs, library, quiz, state, ui
 from livercore.errors import InputError
-from livercore.vocab import CATEGORIES, PHASES, Category
+from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, Category
 
 SCORE, RNG, CURRENT, FEEDBACK = "quiz_score", "quiz_rng", "quiz_current", "quiz_feedback"
 CAM_OPACITY = 0.45
@@ -135,7 +135,9 @@ with right:
         st.plotly_chart(
             figures.probability_figure(result.probabilities, height=200), key="quiz_probabilities"
         )
-        st.markdown("**Where it looked** (Grad-CAM for its top category, on the 70 x 70 crops it sees)")
-        ui.cam_row(crops, result, opacity=CAM_OPACITY, zoom=2)
-        ui.cam_legend(f"{result.predicted.value} {result.predicted.info.name}")
+        st.markdown("**Which phase its answer rests on, and where it looked**")
+        ui.contribution_bars(result, key="quiz_contribution")
+        leading = result.contribution.leading if result.contribution else PHASE_MODELS[name].phases[0]
+        ui.cam_panel(crops, result, leading, opacity=CAM_OPACITY, method="GradCAM", width=210)
+        ui.cam_legend()
 st.button("Next case", type="primary", on_click=next_case, args=(current.case_id,), key="quiz_next")

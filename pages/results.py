@@ -183,6 +183,17 @@ with tabs[5]:
             "Median over the test cases of each category, shipped model of each phase-model, Grad-CAM for "
             "the predicted category. 'chance': the lesion's median share of the crop area."
         )
+    st.markdown(results.CONTRIBUTION_TEXT)
+    contributions = results.contribution_summary(study)
+    if contributions is None:
+        st.info("This study has no phase contributions (phase_contribution.csv).")
+    else:
+        st.plotly_chart(results.contribution_figure(contributions), key="results_contribution")
+        st.caption(
+            "Rows: the lesions' true category (count); in brackets, the mean Shapley value in "
+            "percentage points of that category's probability (negative: the phase argues against it). "
+            "Single-phase models have nothing to share out."
+        )
 
 with tabs[6]:
     audit = results.shortcut_audit(study)

@@ -12,9 +12,8 @@ from livercore.app.marks import MarkMode, apply_selection, describe_box, resize_
 from livercore.app.measure import ROI_DIAMETER_MM, measure_case
 from livercore.app.report import report_json, report_png
 from livercore.errors import InputError
-from livercore.vocab import CATEGORIES, LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
+from livercore.vocab import CAM_METHODS, CATEGORIES, LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
 
-CAM_METHODS = ("GradCAM", "GradCAM++", "EigenCAM")
 WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
 POOL = "upload_pool"  # the uploads in memory: items, labels, phase assignment, what was built from them
 
@@ -360,29 +359,39 @@ p1, p2, p3, p4 = st.columns(4)
 model_name = p1.selectbox(
     "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"
 )
-method = p2.selectbox("CAM method", CAM_METHODS, key="cam_method")
+method = p2.selectbox("CAM method", list(CAM_METHODS), key="cam_method")
 target = p3.selectbox(
     "CAM for",
     [None, *CATEGORIES],
     key="cam_target",
     format_func=lambda c: "the top category" if c is None else f"{c.value} {c.info.name}",
+    disabled=not CAM_METHODS[method].has_target,
+    help=None if CAM_METHODS[method].has_target else "EigenCAM has no target category.",
 )
 opacity = p4.slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
 analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
 result = analysis.results[model_name]
+seen = models[model_name].phase_model.phases
 r1, r2 = st.columns([1, 1])
 with r1:
     ui.probability_headline(result)
     st.caption(compare.agreement(analysis).sentences[0])
     st.plotly_chart(figures.probability_figure(result.probabilities), key="probabilities")
+    st.markdown("**Which phase carries the decision**")
+    ui.contribution_bars(result, key="contribution")
 with r2:
-    st.markdown(
-        f"**{method}** of the {models[model_name].phase_model.label.lower()} model on each phase crop"
+    leading = result.contribution.leading if result.contribution else seen[0]
+    cam_phase = st.radio(
+        "Draw the CAM over",
+        seen,
+        index=seen.index(leading),
+        format_func=lambda p: f"{p.value}" + (" (carries most)" if p is leading and len(seen) > 1 else ""),
+        horizontal=True,
+        key=f"cam_phase_{model_name}",
     )
-    ui.cam_row(crops, result, opacity=opacity)
-    ui.cam_legend(
-        f"{result.cam_target.value} {result.cam_target.info.name}" if result.cam_target else "the category"
-    )
+    st.markdown(f"**{method}** of the {models[model_name].phase_model.label.lower()} model")
+    ui.cam_panel(crops, result, cam_phase or leading, opacity=opacity, method=method)
+    ui.cam_legend()
 st.page_link(
     "pages/compare.py", label="Compare all five phase-models on this lesion", icon=":material/compare:"
 )

@@ -130,8 +130,12 @@ def test_shared_link_opens_example_with_prediction_and_cams(models_dir: Path) ->
     assert f"Example case {number}" in body
     assert "Triphasic model:" in body and "top category" in body
     assert "lesion box 38 x 38 mm" in body
-    # 3 network-input crops + 3 CAM overlays (triphasic sees all phases) + the CAM colour bar
-    assert image_count(at) >= 7
+    # 3 network-input crops + one CAM (drawn once, not once per phase) + the CAM colour bar
+    assert image_count(at) == 5
+    assert "of the evidence for" in body  # the phase contributions' sentence, beside their bars
+    leading = at.radio(key="cam_phase_triphasic")
+    assert leading.value in PHASES and any("(carries most)" in o for o in leading.options)
+    assert "One map for all 3 phases" in body
     assert "Phase check" in body and "as expected" in body
     measured = next(t.value for t in at.table if "ROI" in t.value.columns)
     assert measured.shape == (3, 4)  # lesion, liver, aorta x (ROI, U, A, D)
@@ -148,8 +152,12 @@ def test_cam_method_target_and_model_can_be_changed(models_dir: Path) -> None:
     assert not at.exception
     body = texts(at)
     assert "Arterial model:" in body
-    assert "not an input of this model" in body  # unenhanced and delayed crops
-    assert "evidence for D haemangioma" in body
+    assert "for no particular category" in body  # EigenCAM has no target ...
+    assert "evidence for D" not in body  # ... so no caption claims one
+    assert at.selectbox(key="cam_target").disabled
+    assert "This model sees one phase (arterial)" in body
+    at.selectbox(key="cam_method").set_value("GradCAM").run()
+    assert "GradCAM for D haemangioma" in texts(at)
 
 
 def test_example_case_opens_in_one_click(models_dir: Path) -> None:
@@ -312,9 +320,16 @@ def test_compare_page_shows_the_five_models_for_the_review_lesion(models_dir: Pa
     body = texts(at)
     for name in MODEL_NAMES:
         assert f"**{PHASE_MODELS[name].label}**" in body
-    # CAM grid: 3 + 2 + 1 + 1 + 1 phase tiles, plus the colour bar
-    assert image_count(at) == 9
+    # one CAM per model (not one per phase it sees), plus the colour bar
+    assert image_count(at) == len(MODEL_NAMES) + 1
+    assert body.count("of the evidence for") == 2  # the two multiphase models' phase sentences
+    assert body.count("This model sees one phase") == 3
     assert "agree" in body
+    at.selectbox(key="compare_cam_phase").set_value(Phase.DELAYED).run()
+    body = texts(at)
+    assert not at.exception
+    # the triphasic, art/del and delayed maps over the delayed crop; the others over their own phase
+    assert body.count("over the delayed crop") == 3 and "over the unenhanced crop" in body
 
 
 def test_compare_page_can_open_an_example_case(models_dir: Path) -> None:

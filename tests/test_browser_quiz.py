@@ -25,7 +25,7 @@ from tests.test_browser import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-FEEDBACK_IMAGES = 3 + 3 + 1  # the three phases, the triphasic model's CAMs, the CAM colour bar
+FEEDBACK_IMAGES = 3 + 1 + 1  # the three phases, the model's one CAM, the CAM colour bar
 
 pytestmark = pytest.mark.browser
 
@@ -60,6 +60,7 @@ def test_answer_one_question_and_see_the_feedback(playwright_api: Any, quiz_url:
         assert correct + wrong == 1
         assert page.get_by_text("sees the same phases as you").count() == 1
         assert page.get_by_text("Score this session").count() == 1
+        assert page.get_by_text("of the evidence for").count() == 1  # the phase contributions
         shots = Path(os.environ.get("LIVERCORE_SCREENSHOTS") or tmp_path)
         shots.mkdir(parents=True, exist_ok=True)
         full_page_screenshot(page, shots / "quiz-feedback.png")

@@ -2,8 +2,8 @@
 
 A study directory (``livercore study run``; the shipped one is ``models/study``) holds
 ``predictions_test.csv`` (one row per model, session and test case) and ``metrics.json``
-(the study summary, training accuracy, the shortcut audit), and may hold ``shipped.json`` and
-``pointing_game.csv``. Everything here is computed from those files and from the paper's
+(the study summary, training accuracy, the shortcut audit), and may hold ``shipped.json``,
+``pointing_game.csv`` and ``phase_contribution.csv``. Everything here is computed from those files and from the paper's
 published tables (``livercore.evaluate.REFERENCE_DIR``); the page only draws it.
 """
 
@@ -23,10 +23,11 @@ from plotly.subplots import make_subplots
 from livercore import evaluate
 from livercore.errors import InputError
 from livercore.paths import DEFAULT_MODELS_DIR
-from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS, SUBTYPE_LABELS, Category
+from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS, PHASES, SUBTYPE_LABELS, Category, Phase
 
 DEFAULT_STUDY_DIR = DEFAULT_MODELS_DIR / "study"
 REQUIRED_FILES = ("predictions_test.csv", "metrics.json")
+OPTIONAL_TABLES = ("pointing_game.csv", "phase_contribution.csv")  # livercore.rationale's tables
 MAX_FILE_BYTES = 200 * 2**20  # a study's predictions for 5 models x 5 sessions x 1000 cases are ~25 MB
 # Table 3's rows: the five categories, category C split by vascularity (evaluate.C_SUBTYPE_ROWS).
 SENSITIVITY_ROWS: dict[str, str] = {
@@ -56,6 +57,7 @@ class Study:
     metrics: dict[str, Any]  # metrics.json
     shipped: dict[str, int] = field(default_factory=dict)  # model -> its shipped (median) session
     pointing: pd.DataFrame | None = None  # pointing_game.csv
+    contributions: pd.DataFrame | None = None  # phase_contribution.csv
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -81,7 +83,7 @@ class Study:
 def study_stamp(folder: str | os.PathLike[str]) -> tuple[tuple[str, int], ...]:
     """Names and modification times of a study's files: a cache key that changes with them."""
     root = Path(folder)
-    names = (*REQUIRED_FILES, "shipped.json", "pointing_game.csv")
+    names = (*REQUIRED_FILES, *OPTIONAL_TABLES, "shipped.json")
     return tuple((n, (root / n).stat().st_mtime_ns) for n in names if (root / n).is_file())
 
 
@@ -144,13 +146,18 @@ def load_study(folder: str | os.PathLike[str] = DEFAULT_STUDY_DIR) -> Study:
             shipped = {str(k): int(v) for k, v in json.loads((root / "shipped.json").read_text()).items()}
         except (OSError, ValueError, AttributeError):
             shipped = {}
-    pointing = None
-    if (root / "pointing_game.csv").is_file():
-        try:
-            pointing = pd.read_csv(root / "pointing_game.csv", dtype={"case_id": str})
-        except (OSError, ValueError, pd.errors.ParserError):
-            pointing = None
-    return Study(root, predictions, metrics, shipped, pointing)
+    pointing, contributions = (_optional_table(root / name) for name in OPTIONAL_TABLES)
+    return Study(root, predictions, metrics, shipped, pointing, contributions)
+
+
+def _optional_table(path: Path) -> pd.DataFrame | None:
+    """An optional table of a study, or None when it is absent, too large or unreadable."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+            return None
+        return pd.read_csv(path, dtype={"case_id": str, "subtype": str})
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
 
 
 # --- number formats ----------------------------------------------------------------------------
@@ -636,6 +643,8 @@ def teaching_points(study: Study) -> list[TeachingPoint]:
         )
     points.append(_b_and_e_point(study))
     points.append(_phases_point(study))
+    if (contribution := _contribution_point(study)) is not None:
+        points.append(contribution)
     points.append(_limits_point(study))
     return points
 
@@ -706,6 +715,150 @@ def pointing_figure(energy: pd.DataFrame, chance: pd.DataFrame, *, height: int =
         yaxis={"autorange": "reversed", "fixedrange": True},
     )
     return fig
+
+
+# --- which phase carries the decision -------------------------------------------------------------
+
+CONTRIBUTION_TEXT = (
+    "**Which phase carries the decision.** A Grad-CAM map of a multiphase model is one spatial "
+    "map: it says where, not in which phase. Here each phase of the triphasic and arterial + "
+    "delayed models is given its Shapley value for the probability of the lesion's true "
+    "category: how much showing that phase, rather than a flat image of its mean brightness, "
+    "raises the probability, averaged over every order of revealing the phases. Each cell is a "
+    "phase's share of the positive evidence, from the mean over the test lesions of that group "
+    "(shipped model, test cohort)."
+)
+
+
+def contribution_groups(table: pd.DataFrame) -> pd.Series:
+    """Each row's group: its category, category C split by vascularity (the paper's story
+    differs for hypervascular and hypovascular nodules)."""
+    split = table["category"].eq("C") & table["subtype"].isin(["hypervascular", "hypovascular"])
+    return table["category"].where(~split, "C_" + table["subtype"].astype(str))
+
+
+def summarise_contributions(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model and group (rows of livercore.rationale.phase_contribution_table): the mean
+    Shapley value of each phase (``shapley_<phase>``), each phase's share of the positive mean
+    evidence (``share_<phase>``, NaN for a phase the model does not see) and the case count."""
+    columns = [f"shapley_{p.value}" for p in PHASES]
+    grouped = (
+        table.assign(group=contribution_groups(table))
+        .groupby(["model", "group"], sort=False)
+        .agg(cases=("case_id", "count"), **{c: (c, "mean") for c in columns})
+        .reset_index()
+    )
+    positive = grouped[columns].clip(lower=0)
+    total = positive.sum(axis=1).replace(0, np.nan)
+    for p in PHASES:
+        grouped[f"share_{p.value}"] = positive[f"shapley_{p.value}"] / total
+    order = {g: i for i, g in enumerate(SENSITIVITY_ROWS)}
+    models = {m: i for i, m in enumerate(MODEL_NAMES)}
+    return grouped.sort_values(
+        ["model", "group"], key=lambda col: col.map(models if col.name == "model" else order)
+    ).reset_index(drop=True)
+
+
+def contribution_summary(study: Study) -> pd.DataFrame | None:
+    """summarise_contributions of the study's phase_contribution.csv; None when it has none."""
+    table = study.contributions
+    if table is None or table.empty:
+        return None
+    needed = {"case_id", "category", "subtype", "model", *(f"shapley_{p.value}" for p in PHASES)}
+    if not needed <= set(table.columns):
+        return None
+    return summarise_contributions(table)
+
+
+def contribution_figure(summary: pd.DataFrame, *, height: int = 320) -> go.Figure:
+    """One heatmap panel per model: groups (rows) x phases (columns), each phase's share of the
+    evidence in % with its mean Shapley value in probability points."""
+    models = list(dict.fromkeys(summary["model"]))
+    fig = make_subplots(
+        1, len(models), subplot_titles=[PHASE_MODELS[m].label for m in models], horizontal_spacing=0.12
+    )
+    for k, model in enumerate(models, start=1):
+        rows = summary[summary["model"] == model]
+        phases = [p for p in PHASES if p in PHASE_MODELS[model].phases]
+        z = rows[[f"share_{p.value}" for p in phases]].to_numpy(float)
+        points = rows[[f"shapley_{p.value}" for p in phases]].to_numpy(float)
+        text = [
+            [
+                f"{s * 100:.0f} %<br>({v * 100:+.0f})" if np.isfinite(s) else "—"
+                for s, v in zip(zr, pr, strict=True)
+            ]
+            for zr, pr in zip(z, points, strict=True)
+        ]
+        labels = [
+            f"{SENSITIVITY_ROWS.get(g, g)} ({n})" for g, n in zip(rows["group"], rows["cases"], strict=True)
+        ]
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=[p.value for p in phases],
+                y=labels,
+                zmin=0,
+                zmax=1,
+                colorscale="Purples",
+                text=text,
+                texttemplate="%{text}",
+                hovertemplate="%{y}, %{x} phase: %{text}<extra></extra>",
+                showscale=k == len(models),
+                colorbar={"title": "share", "thickness": 12},
+            ),
+            1,
+            k,
+        )
+        fig.update_yaxes(autorange="reversed", fixedrange=True, row=1, col=k)
+        fig.update_xaxes(side="top", fixedrange=True, row=1, col=k)
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 60, "b": 0})
+    return fig
+
+
+def _contribution_point(study: Study) -> TeachingPoint | None:
+    summary = contribution_summary(study)
+    if summary is None or "triphasic" not in set(summary["model"]):
+        return None
+    rows = summary[summary["model"] == "triphasic"].set_index("group")
+
+    def shares(group: str) -> str:
+        if group not in rows.index:
+            return f"no {SENSITIVITY_ROWS[group]} lesions"
+        r = rows.loc[group]
+        parts = sorted(PHASES, key=lambda p: -float(np.nan_to_num(r[f"share_{p.value}"])))
+        return f"{SENSITIVITY_ROWS[group]}: " + ", ".join(
+            f"{p.value} {float(r[f'share_{p.value}']) * 100:.0f} %" for p in parts
+        )
+
+    def share(group: str, phase: Phase) -> float:
+        return float(rows.loc[group, f"share_{phase.value}"]) if group in rows.index else float("nan")
+
+    a_arterial, a_delayed = share("A", Phase.ARTERIAL), share("A", Phase.DELAYED)
+    hypo_arterial = share("C_hypovascular", Phase.ARTERIAL)
+    both = a_arterial >= 0.2 and a_delayed >= 0.2
+    verdict = (
+        "As the paper's story says, classic HCC rests on both the arterial and the delayed phase"
+        if both
+        else "Unlike the paper's story, classic HCC does not rest on both the arterial and the delayed phase"
+    )
+    verdict += (
+        ", and the arterial phase leads for hypovascular category-C nodules (their lack of enhancement "
+        "is what sets them apart)."
+        if hypo_arterial >= 0.5
+        else ", but the arterial phase does not lead for hypovascular category-C nodules."
+    )
+    return TeachingPoint(
+        "Which phase the triphasic model's decision rests on",
+        "The paper infers the phases' roles from its single-phase models: the arterial phase shows "
+        "vascularity (arterial hyperenhancement) and the delayed phase washout, so classic HCC needs "
+        "both; without the delayed phase it is confused with hypervascular category-C lesions, "
+        "without the arterial phase with hypovascular ones.",
+        "Share of the evidence for the true category, per phase (Shapley values, shipped triphasic "
+        f"model): {'; '.join(shares(g) for g in ('A', 'C_hypervascular', 'C_hypovascular'))}. "
+        f"{verdict} (Counted as shown when the arterial and the delayed phase each carry at least "
+        "20 % for classic HCC and the arterial phase at least half for hypovascular C.)",
+        both and hypo_arterial >= 0.5,
+    )
 
 
 # --- the shortcut audit ------------------------------------------------------------------------
