@@ -43,14 +43,10 @@ def random_affine(
     zoom = config.min_zoom + (config.max_zoom - config.min_zoom) * u[:, 1]
     shift = 2 * config.max_shift * (2 * u[:, 2:] - 1)  # normalised coordinates span 2 per side
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    return torch.stack(
-        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
-    )
+    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
 
 
-def augment_batch(
-    x: torch.Tensor, config: AugmentConfig, generator: torch.Generator
-) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """A random variant of each image set: x (B, C, H, W) float in [0, 1] -> same shape.
 
     All phases of one image set share one geometric transform (they show the same lesion);
@@ -61,8 +57,7 @@ def augment_batch(
     n = x.shape[0]
     theta = random_affine(n, config, generator, device=x.device).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode=config.padding_mode,
-                        align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode=config.padding_mode, align_corners=False)
     std = config.max_noise_std * torch.rand(n, 1, 1, 1, generator=generator, device=x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return out.add_(noise.mul_(std)).clamp_(0.0, 1.0)

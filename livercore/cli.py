@@ -90,7 +90,10 @@ def _study_run(args: argparse.Namespace) -> int:
             test_note=f"{args.test} (seed {args.seed})",
             cirrhosis=None
             if args.test.endswith(".csv")
-            else {"train": cirrhosis_flags(args.train, args.seed), "test": cirrhosis_flags(args.test, args.seed)},
+            else {
+                "train": cirrhosis_flags(args.train, args.seed),
+                "test": cirrhosis_flags(args.test, args.seed),
+            },
         )
         write_metrics(out, audit)
     print(f"study written to {out}")

@@ -215,8 +215,7 @@ def read_series(
         raise InputError("No DICOM files were given; upload the slices of one CT series.")
     if len(sources) > max_slices:
         raise InputError(
-            f"{len(sources)} files were given; at most {max_slices} slices of one series can "
-            "be read at once."
+            f"{len(sources)} files were given; at most {max_slices} slices of one series can be read at once."
         )
     names = list(labels) if labels is not None else [""] * len(sources)
     slices = []
@@ -274,9 +273,7 @@ def read_zip_series(
             except Exception as err:  # zlib/bz2/lzma/CRC errors differ by method
                 raise InputError(f"Entry {number} of the zip archive is damaged.") from err
             if len(blob) != info.file_size:
-                raise InputError(
-                    f"Entry {number} of the zip archive is larger than its declared size."
-                )
+                raise InputError(f"Entry {number} of the zip archive is larger than its declared size.")
             if not _has_dicom_marker(blob):
                 continue
             try:
@@ -298,9 +295,7 @@ def read_zip_series(
                 )
     if not slices:
         found = ", ".join(f"{n} {m}" for m, n in sorted(skipped.items())) or "none"
-        raise InputError(
-            f"The zip archive contains no CT slices (other DICOM objects found: {found})."
-        )
+        raise InputError(f"The zip archive contains no CT slices (other DICOM objects found: {found}).")
     return _sorted_series(slices)
 
 
@@ -385,9 +380,7 @@ def _read_file_meta(data: bytes) -> tuple[UID, UID]:
             UID(str(meta.get("TransferSyntaxUID") or "")),
         )
     except Exception as err:
-        raise InputError(
-            "This DICOM file is damaged: its file meta information could not be read."
-        ) from err
+        raise InputError("This DICOM file is damaged: its file meta information could not be read.") from err
 
 
 def _slice_from_dataset(ds: Dataset, max_pixels: int, label: str) -> CTSlice:
@@ -421,8 +414,7 @@ def _checked_slice(ds: Dataset, max_pixels: int, label: str) -> CTSlice:
         raise InputError("This CT file has no valid image size (Rows, Columns).")
     if rows * columns > max_pixels:
         raise InputError(
-            f"This CT image is {rows} x {columns} pixels, over the limit of {max_pixels} pixels "
-            "per slice."
+            f"This CT image is {rows} x {columns} pixels, over the limit of {max_pixels} pixels per slice."
         )
     if (_int(ds, "SamplesPerPixel") or 1) != 1:
         raise InputError("This CT file holds a colour image; CT slices are greyscale.")
@@ -454,9 +446,7 @@ def _checked_slice(ds: Dataset, max_pixels: int, label: str) -> CTSlice:
             else "Could not decode the pixel data; the file may be truncated or damaged."
         ) from err
     if stored.shape != (rows, columns):
-        raise InputError(
-            f"The decoded image is {stored.shape}, not the {rows} x {columns} in its header."
-        )
+        raise InputError(f"The decoded image is {stored.shape}, not the {rows} x {columns} in its header.")
 
     notes = []
     if "ModalityLUTSequence" not in ds:
@@ -517,13 +507,9 @@ def _sorted_series(slices: list[CTSlice]) -> list[CTSlice]:
     )
 
 
-def _check_zip_directory(
-    infos: list[zipfile.ZipInfo], max_entries: int, max_total_bytes: int
-) -> None:
+def _check_zip_directory(infos: list[zipfile.ZipInfo], max_entries: int, max_total_bytes: int) -> None:
     if len(infos) > max_entries:
-        raise InputError(
-            f"The zip archive has {len(infos)} entries, more than the {max_entries} allowed."
-        )
+        raise InputError(f"The zip archive has {len(infos)} entries, more than the {max_entries} allowed.")
     if sum(i.file_size for i in infos) > max_total_bytes:
         raise InputError(f"The zip archive would unpack to more than {_size(max_total_bytes)}.")
     for number, info in enumerate(infos, start=1):
@@ -736,9 +722,7 @@ def assign_phases(slices: Sequence[CTSlice]) -> dict[Phase, int]:
             1
             for a in range(len(order))
             for b in range(a + 1, len(order))
-            if (ta := times[order[a]]) is not None
-            and (tb := times[order[b]]) is not None
-            and ta < tb
+            if (ta := times[order[a]]) is not None and (tb := times[order[b]]) is not None and ta < tb
         )
         agreeing = sum(hints[i] is phase for phase, i in zip(PHASES, order, strict=True))
         displaced = sum(i != position for position, i in enumerate(order))

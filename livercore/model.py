@@ -142,13 +142,23 @@ def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card
     """
     phase_model = PHASE_MODELS[phase_model_name]
     if phase_model.in_channels != model.in_channels:
-        raise ValueError(f"{phase_model_name} has {phase_model.in_channels} channels, "
-                         f"the model {model.in_channels}")
-    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "phase_model": phase_model_name,
-                "config": json.dumps(asdict(model.config)), "card": json.dumps(card),
-                "state_dict": state}, Path(path))
+        raise ValueError(
+            f"{phase_model_name} has {phase_model.in_channels} channels, the model {model.in_channels}"
+        )
+    state = {
+        k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    torch.save(
+        {
+            "format": FORMAT,
+            "phase_model": phase_model_name,
+            "config": json.dumps(asdict(model.config)),
+            "card": json.dumps(card),
+            "state_dict": state,
+        },
+        Path(path),
+    )
 
 
 def load_model(
@@ -158,8 +168,9 @@ def load_model(
     blob = torch.load(Path(path), map_location=map_location, weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} file")
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                              for k, v in json.loads(blob["config"]).items()}
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(blob["config"]).items()
+    }
     config = NetConfig(**fields)
     phase_model = PHASE_MODELS[blob["phase_model"]]
     model = LiverNet(phase_model.in_channels, config)

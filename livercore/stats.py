@@ -44,15 +44,11 @@ def delong_auc_ci(
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(score, dtype=float)
     if y.shape != s.shape or y.ndim != 1:
-        raise ValueError(
-            f"y_true and score must be 1-D of equal length, got {y.shape} and {s.shape}"
-        )
+        raise ValueError(f"y_true and score must be 1-D of equal length, got {y.shape} and {s.shape}")
     pos, neg = s[y], s[~y]
     m, n = len(pos), len(neg)
     if m < 2 or n < 2:
-        raise ValueError(
-            f"DeLong's variance needs >= 2 positives and >= 2 negatives, got {m} and {n}"
-        )
+        raise ValueError(f"DeLong's variance needs >= 2 positives and >= 2 negatives, got {m} and {n}")
     # Sun & Xu: a case's midrank among all cases minus its midrank within its own class counts
     # the cases of the other class below it (ties one half). DeLong's structural components:
     # v10 (m,) the fraction of negatives below each positive, v01 (n,) of positives above each

@@ -100,8 +100,13 @@ def _pass_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def _train_step(
-    model: LiverNet, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
-    config: TrainConfig, generator: torch.Generator, bf16: bool,
+    model: LiverNet,
+    optimizer: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One minibatch: xb (B, C, 70, 70) uint8 on the device. Returns (loss sum, correct count)."""
     x = augment_batch(xb.float().div_(255), config.augment, generator)
@@ -126,8 +131,9 @@ def _rng_states(device: torch.device, generator: torch.Generator) -> dict[str, t
     return states
 
 
-def _set_rng_states(states: dict[str, torch.Tensor], device: torch.device,
-                    generator: torch.Generator) -> None:
+def _set_rng_states(
+    states: dict[str, torch.Tensor], device: torch.device, generator: torch.Generator
+) -> None:
     torch.set_rng_state(states["cpu"])
     generator.set_state(states["augment"])
     if device.type == "cuda":
@@ -136,8 +142,9 @@ def _set_rng_states(states: dict[str, torch.Tensor], device: torch.device,
         torch.mps.set_rng_state(states["mps"])
 
 
-def _batches(n: int, batch_size: int, seed: int, start_step: int,
-             total_steps: int, device: torch.device) -> Iterator[tuple[int, int, torch.Tensor]]:
+def _batches(
+    n: int, batch_size: int, seed: int, start_step: int, total_steps: int, device: torch.device
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(step, epoch, index batch on device) from start_step on; each pass shuffles anew."""
     steps_per_pass = math.ceil(n / batch_size)
     order = None
@@ -149,9 +156,16 @@ def _batches(n: int, batch_size: int, seed: int, start_step: int,
 
 
 def train_model(
-    x: np.ndarray, y: np.ndarray, *, phase_model: PhaseModel, config: TrainConfig | None = None,
-    seed: int, device: str | torch.device | None = None, progress: bool = True,
-    checkpoint_path: str | Path | None = None, x_val: np.ndarray | None = None,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    phase_model: PhaseModel,
+    config: TrainConfig | None = None,
+    seed: int,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    checkpoint_path: str | Path | None = None,
+    x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
 ) -> TrainResult:
     """Train one session of `phase_model` on x (N, 3, 70, 70) uint8 windowed phases in
@@ -173,15 +187,19 @@ def train_model(
     model = LiverNet(phase_model.in_channels, config.net).to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n, steps_per_pass = len(x), math.ceil(len(x) / config.batch_size)
     total_steps = steps_per_pass * config.variants_per_image
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction)
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction
+    )
     generator = torch.Generator(device=dev).manual_seed(seed)
-    identity = {"config": json.dumps(asdict(config)), "seed": seed,
-                "phase_model": phase_model.name, "n_images": n}
+    identity = {
+        "config": json.dumps(asdict(config)),
+        "seed": seed,
+        "phase_model": phase_model.name,
+        "n_images": n,
+    }
     zero = torch.zeros((), device=dev)
     start, history, sums = 0, [], [zero.clone(), zero.clone()]  # loss sum, correct this pass
 
@@ -199,10 +217,20 @@ def train_model(
     def save_checkpoint(step: int) -> None:
         assert ckpt is not None
         tmp = ckpt.with_name(ckpt.name + ".tmp")
-        torch.save({"format": CHECKPOINT_FORMAT, **identity, "step": step, "history": history,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": _rng_states(dev, generator),
-                    "sums": sums}, tmp)
+        torch.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                **identity,
+                "step": step,
+                "history": history,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_states(dev, generator),
+                "sums": sums,
+            },
+            tmp,
+        )
         os.replace(tmp, ckpt)  # atomic: a kill mid-write leaves the previous checkpoint
 
     x_dev = torch.from_numpy(np.ascontiguousarray(select_channels(x, phase_model))).to(dev)
@@ -212,31 +240,43 @@ def train_model(
     model.train()
     t_loop = time.perf_counter()
     done = start // steps_per_pass * n + start % steps_per_pass * config.batch_size
-    bar = tqdm(total=n * config.variants_per_image, initial=done, unit="img",
-               desc=f"{phase_model.name} seed {seed}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=n * config.variants_per_image,
+        initial=done,
+        unit="img",
+        desc=f"{phase_model.name} seed {seed}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     for step, epoch, idx in _batches(n, config.batch_size, seed, start, total_steps, dev):
-        loss_sum, correct = _train_step(model, optimizer, x_dev[idx], y_dev[idx], config,
-                                        generator, bf16)
+        loss_sum, correct = _train_step(model, optimizer, x_dev[idx], y_dev[idx], config, generator, bf16)
         scheduler.step()
         sums[0] += loss_sum
         sums[1] += correct
         bar.update(len(idx))
         if (step + 1) % steps_per_pass == 0:
             record: dict[str, Any] = {
-                "epoch": epoch + 1, "loss": sums[0].item() / n,
-                "train_accuracy": sums[1].item() / n, "val_accuracy": None,
-                "lr": scheduler.get_last_lr()[0]}
+                "epoch": epoch + 1,
+                "loss": sums[0].item() / n,
+                "train_accuracy": sums[1].item() / n,
+                "val_accuracy": None,
+                "lr": scheduler.get_last_lr()[0],
+            }
             if x_val_sel is not None and y_val is not None:
                 pred = predict_proba(model, x_val_sel).argmax(1)
                 record["val_accuracy"] = float(np.mean(pred == y_val))
             history.append(record)
             sums = [zero.clone(), zero.clone()]
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_accuracy']:.3f}")
-        if ckpt is not None and ((step + 1) % config.checkpoint_every == 0
-                                 or step + 1 == total_steps):
+        if ckpt is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == total_steps):
             save_checkpoint(step + 1)
     bar.close()
     loop_s = time.perf_counter() - t_loop
     trained = n * config.variants_per_image - done
-    return TrainResult(model=model.eval(), history=history, seconds=time.perf_counter() - t0,
-                       device=str(dev), images_per_s=trained / loop_s if trained else 0.0)
+    return TrainResult(
+        model=model.eval(),
+        history=history,
+        seconds=time.perf_counter() - t0,
+        device=str(dev),
+        images_per_s=trained / loop_s if trained else 0.0,
+    )

@@ -10,4 +10,12 @@ from livercore.phantom.cohort import (
     generate_case,
 )
 
-__all__ = ["NAMED_COHORTS", "Case", "ImageSet", "cirrhosis_flags", "cohort_layout", "cohort_size", "generate_case"]
+__all__ = [
+    "NAMED_COHORTS",
+    "Case",
+    "ImageSet",
+    "cirrhosis_flags",
+    "cohort_layout",
+    "cohort_size",
+    "generate_case",
+]
