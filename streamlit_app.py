@@ -13,7 +13,9 @@ page = st.navigation(
             "pages/compare.py", title="Compare phase-models", icon=":material/compare:", url_path="compare"
         ),
         st.Page("pages/results.py", title="Study results", icon=":material/analytics:", url_path="results"),
-        st.Page("pages/library.py", title="Teaching library", icon=":material/menu_book:", url_path="library"),
+        st.Page(
+            "pages/library.py", title="Teaching library", icon=":material/menu_book:", url_path="library"
+        ),
         st.Page("pages/quiz.py", title="Quiz", icon=":material/quiz:", url_path="quiz"),
     ]
 )

@@ -43,8 +43,9 @@ def device_name(device: torch.device) -> str:
 
 
 def training_speed(config: TrainConfig, device: torch.device, x: np.ndarray, y: np.ndarray) -> float:
-    result = train_model(x, y, phase_model=PHASE_MODELS["triphasic"], config=config, seed=0,
-                         device=device, progress=False)
+    result = train_model(
+        x, y, phase_model=PHASE_MODELS["triphasic"], config=config, seed=0, device=device, progress=False
+    )
     return result.images_per_s
 
 
@@ -76,8 +77,7 @@ def main() -> None:
     bf16 = use_bf16(device, default.autocast)
     recipes = {  # the default, then each speed-up flipped on its own
         "default": default,
-        "autocast_off" if bf16 else "autocast_bf16": replace(default, autocast="off" if bf16
-                                                           else "bf16"),
+        "autocast_off" if bf16 else "autocast_bf16": replace(default, autocast="off" if bf16 else "bf16"),
         "no_channels_last": replace(default, channels_last=False),
     }
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -11,9 +11,7 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium: the browser tests never download one
-REAL_CT = (
-    SHARED / "data" / "real-ct" / "HCC048"
-)  # CC BY 4.0, HCC-TACE-Seg (TCIA), see its ATTRIBUTION.md
+REAL_CT = SHARED / "data" / "real-ct" / "HCC048"  # CC BY 4.0, HCC-TACE-Seg (TCIA), see its ATTRIBUTION.md
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,9 @@ def test_variants_keep_shape_and_range() -> None:
 def test_zoom_two_doubles_a_central_square() -> None:
     x = torch.zeros(1, 1, 70, 70)
     x[..., 25:45, 25:45] = 1.0  # a 20-pixel square in the centre
-    out = _augment(x, 0, AugmentConfig(max_rotation_deg=0, max_shift=0, min_zoom=2, max_zoom=2,
-                                       max_noise_std=0))
+    out = _augment(
+        x, 0, AugmentConfig(max_rotation_deg=0, max_shift=0, min_zoom=2, max_zoom=2, max_noise_std=0)
+    )
     assert (out[0, 0, 35] > 0.5).sum() == 40  # the row through the centre
     assert out[0, 0, 35, 14] < 0.5 and out[0, 0, 35, 16] > 0.5
 
@@ -48,8 +49,12 @@ def test_phases_of_one_image_set_share_the_transform() -> None:
 
 def test_noise_alone_stays_within_its_strength() -> None:
     x = torch.full((64, 1, 70, 70), 0.5)
-    noise = _augment(x, 0, AugmentConfig(max_rotation_deg=0, max_shift=0, min_zoom=1,
-                                         max_zoom=1, max_noise_std=0.03)) - x
+    noise = (
+        _augment(
+            x, 0, AugmentConfig(max_rotation_deg=0, max_shift=0, min_zoom=1, max_zoom=1, max_noise_std=0.03)
+        )
+        - x
+    )
     std = noise.std(dim=(1, 2, 3))
     assert std.max() < 0.032 and std.min() < 0.01 and std.mean() > 0.01
     assert abs(noise.mean()) < 1e-3

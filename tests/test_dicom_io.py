@@ -375,9 +375,7 @@ def test_damaged_header_value_is_an_input_error():
 )
 @given(
     cut=st.integers(min_value=0, max_value=40000),
-    flips=st.lists(
-        st.tuples(st.integers(min_value=0, max_value=2000), st.integers(0, 255)), max_size=8
-    ),
+    flips=st.lists(st.tuples(st.integers(min_value=0, max_value=2000), st.integers(0, 255)), max_size=8),
 )
 def test_fuzzed_ct_small_raises_only_input_error(cut, flips):
     """Truncations and header byte flips: only InputError may escape the reader."""
@@ -615,9 +613,7 @@ def test_phase_hints_of_written_slices():
 
 
 def test_assign_phases_orders_by_acquisition_time():
-    slices = [
-        written_slice(phantom_dataset(p)) for p in (Phase.DELAYED, Phase.UNENHANCED, Phase.ARTERIAL)
-    ]
+    slices = [written_slice(phantom_dataset(p)) for p in (Phase.DELAYED, Phase.UNENHANCED, Phase.ARTERIAL)]
     assert assign_phases(slices) == {Phase.UNENHANCED: 1, Phase.ARTERIAL: 2, Phase.DELAYED: 0}
 
 

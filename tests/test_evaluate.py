@@ -217,9 +217,7 @@ def test_study_summary_accuracy_median_and_range(study):
 def test_study_summary_sensitivity_counts_come_from_median_session(study):
     """Triphasic A sensitivity per session 1/2, 1/2, 2/2: median 0.5 [1/2] (0.5-1.0)."""
     a = study_summary(study)["models"]["triphasic"]["sensitivity"]["A"]
-    assert a == pytest.approx(
-        {"median": 0.5, "low": 0.5, "high": 1.0, "n_correct": 1, "n_total": 2}
-    )
+    assert a == pytest.approx({"median": 0.5, "low": 0.5, "high": 1.0, "n_correct": 1, "n_total": 2})
 
 
 def test_study_summary_auc_is_median_of_session_aucs(study):
@@ -259,9 +257,7 @@ def test_reference_dir_holds_the_papers_tables():
 def test_compare_with_paper_accuracy_side_by_side(study):
     table = compare_with_paper(study_summary(study))["accuracy"].set_index("model")
     assert list(table.columns[:4]) == ["paper_median", "ours_median", "paper_low", "ours_low"]
-    assert table.loc["triphasic", ["paper_median", "ours_median"]].tolist() == pytest.approx(
-        [0.84, 0.6]
-    )
+    assert table.loc["triphasic", ["paper_median", "ours_median"]].tolist() == pytest.approx([0.84, 0.6])
     assert table.loc["arterial", "paper_steel_p_vs_triphasic"] == 0.031
     assert math.isnan(table.loc["art_del", "ours_median"])  # a model we did not run
 
@@ -275,9 +271,7 @@ def test_compare_with_paper_sensitivity_and_auc(study):
     assert (row["paper_n_correct"], row["ours_n_total"]) == (20, 2)
     auc = tables["auc"].set_index("model")
     expected = summary["models"]["triphasic"]["auc_clinical"]["median"]
-    assert auc.loc["triphasic", ["paper_median", "ours_median"]].tolist() == pytest.approx(
-        [0.92, expected]
-    )
+    assert auc.loc["triphasic", ["paper_median", "ours_median"]].tolist() == pytest.approx([0.92, expected])
 
 
 def test_compare_with_paper_reads_the_given_directory(study, tmp_path):

@@ -125,10 +125,7 @@ def test_steel_null_moments_equal_the_exact_permutation_moments():
         for first in itertools.combinations(rest, 2):
             second = [i for i in rest if i not in first]
             counts.append(
-                [
-                    stats.mannwhitneyu(pooled[list(g)], pooled[list(ctrl)]).statistic
-                    for g in (first, second)
-                ]
+                [stats.mannwhitneyu(pooled[list(g)], pooled[list(ctrl)]).statistic for g in (first, second)]
             )
     counts_arr = np.array(counts)
     mean, cov, _ = _steel_null_moments(3, np.array([2.0, 2.0]), pooled)

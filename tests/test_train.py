@@ -11,8 +11,13 @@ from livercore.train import TrainConfig, choose_device, train_model
 from livercore.vocab import PHASE_MODELS
 
 # A small net and short sessions keep each test to a few seconds on two CPU cores.
-TINY = TrainConfig(variants_per_image=4, batch_size=16, lr=3e-3, checkpoint_every=4,
-                   net=NetConfig(filters=(4, 8, 8), hidden=(32, 16), dropout=0.1))
+TINY = TrainConfig(
+    variants_per_image=4,
+    batch_size=16,
+    lr=3e-3,
+    checkpoint_every=4,
+    net=NetConfig(filters=(4, 8, 8), hidden=(32, 16), dropout=0.1),
+)
 ARTERIAL = PHASE_MODELS["arterial"]
 
 
@@ -50,8 +55,17 @@ def test_training_learns_a_separable_toy_problem() -> None:
     x, y = blobs(48, seed=0)
     x_val, y_val = blobs(32, seed=1)
     config = replace(TINY, variants_per_image=12)  # 36 steps
-    result = train_model(x, y, phase_model=ARTERIAL, config=config, seed=0, device="cpu",
-                         progress=False, x_val=x_val, y_val=y_val)
+    result = train_model(
+        x,
+        y,
+        phase_model=ARTERIAL,
+        config=config,
+        seed=0,
+        device="cpu",
+        progress=False,
+        x_val=x_val,
+        y_val=y_val,
+    )
     assert len(result.history) == 12
     assert result.history[-1]["val_accuracy"] >= 0.9
     pred = predict_proba(result.model, select_channels(x_val, ARTERIAL)).argmax(1)
@@ -62,8 +76,10 @@ def test_training_learns_a_separable_toy_problem() -> None:
 
 def test_same_seed_same_weights_other_seed_other_weights() -> None:
     x, y = blobs(32, seed=0)
-    runs = [train_model(x, y, phase_model=ARTERIAL, config=TINY, seed=s, progress=False,
-                        device="cpu") for s in (7, 7, 8)]
+    runs = [
+        train_model(x, y, phase_model=ARTERIAL, config=TINY, seed=s, progress=False, device="cpu")
+        for s in (7, 7, 8)
+    ]
     a, b, c = (_weights(r) for r in runs)
     assert _same(a, b)
     assert not _same(a, c)
@@ -72,8 +88,9 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch) -> None:
     x, y = blobs(40, seed=0)  # 3 steps per pass, 12 in all; checkpoints after 4, 8, 12
-    session = partial(train_model, x, y, phase_model=ARTERIAL, config=TINY, seed=5,
-                      progress=False, device="cpu")
+    session = partial(
+        train_model, x, y, phase_model=ARTERIAL, config=TINY, seed=5, progress=False, device="cpu"
+    )
     whole = session()
 
     step, calls = train._train_step, []
@@ -99,18 +116,28 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path) -> None:
     x, y = blobs(16, seed=0)
     config = replace(TINY, variants_per_image=1)
     ckpt = tmp_path / "session.ckpt"
-    train_model(x, y, phase_model=ARTERIAL, config=config, seed=1, progress=False,
-                device="cpu", checkpoint_path=ckpt)
+    train_model(
+        x, y, phase_model=ARTERIAL, config=config, seed=1, progress=False, device="cpu", checkpoint_path=ckpt
+    )
     with pytest.raises(ValueError, match="another training run"):
-        train_model(x, y, phase_model=ARTERIAL, config=config, seed=2, progress=False,
-                    device="cpu", checkpoint_path=ckpt)
+        train_model(
+            x,
+            y,
+            phase_model=ARTERIAL,
+            config=config,
+            seed=2,
+            progress=False,
+            device="cpu",
+            checkpoint_path=ckpt,
+        )
 
 
 def test_bf16_autocast_trains_on_the_cpu() -> None:
     x, y = blobs(16, seed=0)
     config = replace(TINY, variants_per_image=1, autocast="bf16")
-    result = train_model(x, y, phase_model=PHASE_MODELS["triphasic"], config=config, seed=0,
-                         progress=False, device="cpu")
+    result = train_model(
+        x, y, phase_model=PHASE_MODELS["triphasic"], config=config, seed=0, progress=False, device="cpu"
+    )
     assert np.isfinite(result.history[0]["loss"])
 
 
