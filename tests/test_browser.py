@@ -22,8 +22,8 @@ import pytest
 from tests.conftest import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[1]
-PREDICTION_IMAGES = 7  # review page: 3 network-input crops, 3 triphasic CAMs, the CAM colour bar
-COMPARE_IMAGES = 9  # compare page: 3 + 2 + 1 + 1 + 1 model x phase CAMs, the colour bar
+PREDICTION_IMAGES = 5  # review page: 3 network-input crops, the model's one CAM, the CAM colour bar
+COMPARE_IMAGES = 6  # compare page: one CAM per model, the colour bar
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Page coordinates (x, y) of a data point (x = column, y = row) of the idx-th plotly chart.
 _DATA_TO_PAGE = """([idx, x, y]) => {
@@ -44,6 +44,10 @@ NEW_PREDICTION = """([old, n]) => {
   if (!document.body.innerText.includes('Triphasic model:')) return false;
   return imgs[0].src !== old;
 }"""
+# The phases (y labels) of the bar charts whose x axis reads "points of P(...)": the contributions.
+_CONTRIBUTION_BARS = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
+  .filter(gd => ((gd._fullLayout.xaxis.title || {}).text || '').startsWith('points of P('))
+  .flatMap(gd => gd.data[0].y)"""
 # True once the script has finished and at least n images are on the page, all loaded.
 _SETTLED = """(n) => {
   const app = document.querySelector('[data-testid=stApp]');
@@ -226,8 +230,13 @@ def test_upload_three_dicom_files_mark_the_lesion_and_see_cams(
     draw_box(page, 1, row, col, half)
     page.wait_for_selector("text=Triphasic model:", timeout=60_000)
     wait_settled(page, PREDICTION_IMAGES)
-    # network input (3) + triphasic CAMs (3) + colour bar
-    assert len(crop_sources(page)) >= 7
+    # network input (3) + the triphasic model's one CAM + colour bar
+    assert len(crop_sources(page)) == PREDICTION_IMAGES
+    # the phase contributions: one bar per phase and the sentence that reads them
+    assert page.get_by_text("Which phase carries the decision").count() == 1
+    assert page.get_by_text("of the evidence for").count() == 1
+    bars = page.evaluate(_CONTRIBUTION_BARS)
+    assert bars == ["unenhanced", "arterial", "delayed"]
     box_text = page.locator("text=/lesion box \\d+ x \\d+ mm/").first.inner_text()
     size_mm = int(box_text.split()[2])
     assert abs(size_mm - 2 * half * case.spacing_mm) <= 3
@@ -257,5 +266,43 @@ def test_shared_link_shows_prediction_without_clicks(app_url: str, page: Any, tm
     page.get_by_role("link", name="Compare all five phase-models on this lesion").click()
     page.wait_for_selector("text=Where each model looks", timeout=60_000)
     wait_settled(page, COMPARE_IMAGES)
-    assert page.get_by_text("not an input", exact=True).count() == 7  # 15 model x phase cells, 8 used
+    assert page.get_by_text("This model sees one phase").count() == 3
+    assert page.get_by_text("of the evidence for").count() == 2  # triphasic and arterial + delayed
     full_page_screenshot(page, tmp_path / "compare.png")
+
+
+def test_unknown_case_link_says_so(app_url: str, page: Any) -> None:
+    page.goto(f"{app_url}/review?case=no-such-case")
+    page.wait_for_selector("text=Review a lesion", timeout=60_000)
+    wait_settled(page)
+    page.wait_for_selector("text=There is no example case or teaching case 'no-such-case'", timeout=30_000)
+
+
+def choose(page: Any, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    page.get_by_label(label, exact=False).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_settled(page)
+
+
+def test_results_page_opens_diagonal_and_off_diagonal_cells(app_url: str, page: Any) -> None:
+    """A diagonal cell (classic HCC read as classic HCC) once ended in 'This app has encountered
+    an error'; here through the real widgets, the AppTest (test_teaching) covers every cell."""
+    page.goto(f"{app_url}/results")
+    page.wait_for_selector("text=Study results", timeout=60_000)
+    wait_settled(page)
+    page.get_by_role("tab", name="Confusion matrices").click()
+    page.wait_for_selector("text=The cases behind a cell", timeout=30_000)
+    for true, predicted in (
+        ("A classic HCC", "A classic HCC"),
+        ("E cyst", "E cyst"),
+        ("A classic HCC", "C indeterminate or rare benign"),
+    ):
+        choose(page, "Reference standard", true)
+        choose(page, "Predicted", predicted)
+        assert page.get_by_text("This app has encountered an error").count() == 0
+        shown = (
+            page.get_by_text(f"read as {predicted[0]} by the").count()
+            + page.get_by_text("was read as").count()
+        )
+        assert shown >= 1, (true, predicted)
