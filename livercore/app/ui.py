@@ -16,7 +16,7 @@ import streamlit as st
 
 from livercore.app import figures
 from livercore.app.compare import paper_reference
-from livercore.vocab import DISCLAIMER, PHASE_MODELS, PHASES
+from livercore.vocab import CAM_METHODS, DISCLAIMER, PHASE_MODELS, PHASES, Phase
 
 if TYPE_CHECKING:
     from livercore.analysis import ModelResult
@@ -147,23 +147,68 @@ def crops_row(crops: np.ndarray, *, caption: str = "network input") -> None:
         column.image(figures.enlarge(crop, CROP_ZOOM), caption=f"{p.value}: {caption}", width=70 * CROP_ZOOM)
 
 
-def cam_row(crops: np.ndarray, result: ModelResult, *, opacity: float, zoom: int = CROP_ZOOM) -> None:
-    """One model's CAM over each phase crop it saw; a placeholder for the phases it did not see."""
-    used = PHASE_MODELS[result.name].phases
-    for column, p, crop in zip(st.columns(len(PHASES), gap="small"), PHASES, crops, strict=True):
-        if p in used and result.cam is not None:
-            column.image(
-                figures.enlarge(figures.cam_overlay(crop, result.cam, opacity), zoom),
-                caption=f"{p.value}",
-                width="stretch",
-            )
-        else:
-            column.caption(f"{p.value}: not an input of this model")
+def cam_panel(
+    crops: np.ndarray,
+    result: ModelResult,
+    phase: Phase,
+    *,
+    opacity: float,
+    method: str,
+    width: int = 280,
+    explain: bool = True,
+) -> None:
+    """One model's CAM, drawn once, over the crop of the phase chosen; with `explain`, what the
+    map is in words (else only the phase it is drawn over)."""
+    if result.cam is None:
+        return
+    crop = crops[PHASES.index(phase)]
+    st.image(figures.enlarge(figures.cam_overlay(crop, result.cam, opacity), 4), width=width)
+    if not explain:
+        st.caption(f"over the {phase.value} crop")
+        return
+    target = f"{result.cam_target.value} {result.cam_target.info.name}" if result.cam_target else None
+    seen = PHASE_MODELS[result.name].phases
+    over = f"Drawn over the {phase.value} crop."
+    if len(seen) > 1:
+        over += (
+            f" One map for all {len(seen)} phases: the network's last convolutional layer has "
+            "already mixed them, so the map says where, not in which phase (see the bars)."
+        )
+    st.caption(f"{over} {cam_caption(method, target)}")
 
 
-def cam_legend(target_text: str) -> None:
+def cam_caption(method: str, target: str | None) -> str:
+    """The caption of a CAM: what the method shows, and its category only when it has one."""
+    info = CAM_METHODS.get(method)
+    return info.caption(target) if info else f"{method} for {target or 'the category'}."
+
+
+def cam_legend() -> None:
+    """The CAM colour bar (blue low, red high)."""
     st.image(figures.cam_colourbar_png(), width=210)
-    st.caption(f"CAM colour scale: dark blue = no evidence, dark red = strongest evidence for {target_text}.")
+
+
+def contribution_bars(result: ModelResult, *, key: str, explain: bool = True) -> None:
+    """A multi-phase model's phase contributions as one bar per phase, with its sentence (and,
+    with `explain`, what the bars are)."""
+    if result.contribution is None:
+        phase = PHASE_MODELS[result.name].phases[0]
+        st.caption(f"This model sees one phase ({phase.value}): all its evidence comes from it.")
+        return
+    st.plotly_chart(
+        figures.contribution_figure(result.contribution), key=key, config={"displayModeBar": False}
+    )
+    (st.markdown if explain else st.caption)(result.contribution.sentence())
+    if explain:
+        st.caption(CONTRIBUTION_CAPTION)
+
+
+CONTRIBUTION_CAPTION = (
+    "Shapley value of each phase: how much showing it, instead of a flat image of its mean "
+    "brightness, raises the probability (percentage points), averaged over every order of "
+    "revealing the phases. The bars add up to the probability with all phases minus the "
+    "probability with none."
+)
 
 
 def probability_headline(result: ModelResult) -> None:
