@@ -450,6 +450,15 @@ def _checked_slice(ds: Dataset, max_pixels: int, label: str) -> CTSlice:
 
     notes = []
     if "ModalityLUTSequence" not in ds:
+        invalid = [
+            k for k in ("RescaleSlope", "RescaleIntercept") if _present(ds, k) and _float(ds, k) is None
+        ]
+        if invalid:
+            values = ", ".join(f"{k} {str(ds.get(k)).strip()[:20]!r}" for k in invalid)
+            raise InputError(
+                f"This CT file's {' and '.join(invalid)} is not a finite number ({values}), so its "
+                "pixel values cannot be converted to HU."
+            )
         missing = [k for k in ("RescaleSlope", "RescaleIntercept") if _float(ds, k) is None]
         if missing:
             # apply_modality_lut only rescales when both tags are present.
@@ -555,6 +564,12 @@ def _skip_zip_entry(name: str) -> bool:
 def _text(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword)
     return "" if value is None else str(value).strip()
+
+
+def _present(ds: Dataset, keyword: str) -> bool:
+    """Whether the header holds a non-empty value for `keyword`."""
+    value = ds.get(keyword)
+    return value is not None and str(value).strip() != ""
 
 
 def _float(ds: Dataset, keyword: str) -> float | None:

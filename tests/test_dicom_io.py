@@ -142,6 +142,17 @@ def test_missing_rescale_defaults_to_identity_and_is_noted():
     assert "assumed slope 1 and intercept 0" in ct.notes[0]
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("RescaleSlope", "NaN"), ("RescaleIntercept", "inf"), ("RescaleSlope", "-Infinity")],
+)
+def test_non_finite_rescale_is_refused_with_a_sentence(keyword: str, value: str) -> None:
+    ds = ct_small()
+    setattr(ds, keyword, value)
+    with pytest.raises(InputError, match=f"{keyword} is not a finite number"):
+        read_ct_slice(to_bytes(ds))
+
+
 def test_implicit_vr_reads_the_same():
     ds = ct_small()
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
