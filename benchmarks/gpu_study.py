@@ -154,10 +154,11 @@ def main(data_dir: str, out_dir: str, chosen: str | None = None, *, tune_only: b
     fresh = load("test-2016-seed1")
     frames = []
     for path in sorted((study / "weights").glob("*.pt")):
-        net, pm, card = load_model(path, map_location="cuda" if torch.cuda.is_available() else "cpu")
+        saved = load_model(path, map_location="cuda" if torch.cuda.is_available() else "cpu")
+        pm = saved.phase_model
         frames.append(
             predictions_frame(
-                pm.name, card["session"], fresh, predict_proba(net, select_channels(fresh.x, pm))
+                pm.name, saved.card["session"], fresh, predict_proba(saved.net, select_channels(fresh.x, pm))
             )
         )
     import pandas as pd

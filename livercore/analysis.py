@@ -20,9 +20,16 @@ import torch
 
 from livercore.contribution import PhaseContribution, phase_contributions
 from livercore.errors import InputError
-from livercore.model import LiverNet, load_model, select_channels
+from livercore.model import (
+    LiverNet,
+    ModelContract,
+    ModelFileError,
+    load_model,
+    predict_proba,
+    select_channels,
+)
 from livercore.paths import default_models_dir
-from livercore.preprocess import LesionBox, preprocess_case
+from livercore.preprocess import CROP_SIZE, LesionBox, preprocess_case
 from livercore.vocab import CAM_METHODS, CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
 
 MODEL_LOCK = threading.Lock()
@@ -34,19 +41,34 @@ class LoadedModel:
     net: LiverNet
     phase_model: PhaseModel
     card: dict[str, Any]
+    contract: ModelContract  # what it was trained on (load_model checked it against preprocess)
 
 
 def load_models(
-    models_dir: str | os.PathLike[str] | None = None, *, device: str = "cpu"
+    models_dir: str | os.PathLike[str] | None = None,
+    *,
+    device: str = "cpu",
+    refused: list[str] | None = None,
 ) -> dict[str, LoadedModel]:
-    """The shipped phase-models (`<models_dir>/<name>.pt`), in the paper's order, in eval mode."""
+    """The shipped phase-models (`<models_dir>/<name>.pt`), in the paper's order, in eval mode.
+
+    A file this code cannot use (model.ModelFileError) raises, or, when a `refused` list is
+    given, is skipped and its sentence appended there (the app shows them and goes on).
+    """
     root = Path(models_dir) if models_dir else default_models_dir()
     out = {}
     for name in MODEL_NAMES:
         path = root / f"{name}.pt"
-        if path.exists():
-            net, pm, card = load_model(path, map_location=device)
-            out[name] = LoadedModel(name, net, pm, card)
+        if not path.exists():
+            continue
+        try:
+            saved = load_model(path, map_location=device)
+        except ModelFileError as err:
+            if refused is None:
+                raise
+            refused.append(str(err))
+            continue
+        out[name] = LoadedModel(name, saved.net, saved.phase_model, saved.card, saved.contract)
     if not out:
         raise FileNotFoundError(f"no trained models in {root}")
     return out
@@ -93,7 +115,7 @@ def analyse_crops(
     `cam_target` when given; no CAMs when cam_method is None. With `contributions`, each
     model of two or more phases also says how much each phase drives P(that category)
     (livercore.contribution)."""
-    if crops.shape != (len(PHASES), 70, 70) or crops.dtype != np.uint8:
+    if crops.shape != (len(PHASES), CROP_SIZE, CROP_SIZE) or crops.dtype != np.uint8:
         raise InputError("The lesion crops must be three 70 x 70 8-bit images.")
     from livercore.explain import class_activation_map  # grad-cam costs seconds to import: only when used
 
@@ -103,10 +125,7 @@ def analyse_crops(
     with MODEL_LOCK, torch.inference_mode(False):
         for name, m in models.items():
             x = select_channels(crops, m.phase_model)
-            device = next(m.net.parameters()).device
-            with torch.no_grad():
-                logits = m.net(torch.from_numpy(np.ascontiguousarray(x[None])).to(device).float() / 255)
-                proba = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+            proba = predict_proba(m.net, x[None])[0]
             want = target or CATEGORIES[int(np.argmax(proba))]
             cam = class_activation_map(m.net, x, want.output_index, cam_method) if cam_method else None
             has_target = cam_method is not None and getattr(CAM_METHODS.get(cam_method), "has_target", True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from livercore.model import LiverNet
+from livercore.model import LiverNet, as_input, probabilities
 from livercore.vocab import Category, Phase
 
 
@@ -107,11 +107,10 @@ def phase_contributions(
     `analysis.MODEL_LOCK`."""
     if x_uint8.shape[0] != len(phases):
         raise ValueError(f"{x_uint8.shape[0]} channels for {len(phases)} phases")
-    device = next(net.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(x_uint8[None])).to(device).float() / 255
+    x = as_input(x_uint8, next(net.parameters()).device)
     batch, subsets = coalition_inputs(x, flat_baseline(x))
     with torch.no_grad():
-        proba = torch.softmax(net(batch).float(), 1)[:, target.output_index].cpu().numpy()
+        proba = probabilities(net(batch))[:, target.output_index].cpu().numpy()
     values = {s: float(v) for s, v in zip(subsets, proba, strict=True)}
     phi = shapley_values(values, len(phases))
     return PhaseContribution(

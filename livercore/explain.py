@@ -12,7 +12,7 @@ import torch
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from livercore.model import LiverNet
+from livercore.model import LiverNet, as_input
 
 # The app offers those of vocab.CAM_METHODS; LayerCAM and ScoreCAM are for the benchmarks.
 CAM_METHODS = {
@@ -33,8 +33,7 @@ def class_activation_map(
     """
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {', '.join(CAM_METHODS)}")
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(x_uint8[None])).to(device).float() / 255
+    x = as_input(x_uint8, next(model.parameters()).device)
     model.eval()
     with CAM_METHODS[method](model=model, target_layers=[model.target_layer]) as cam:
         if method == "ScoreCAM":

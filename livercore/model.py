@@ -3,9 +3,15 @@
 Yasaka et al. give the layer pattern but not the filter counts, kernels or widths (their
 appendix is unavailable to us); `NetConfig` records the choices, each with its reason.
 
-Input contract: a float32 tensor (B, C, 70, 70) in [0, 1] (the 8-bit windowed phases / 255),
+Input: a float32 tensor (B, C, 70, 70) in [0, 1] (the 8-bit windowed phases / 255, `as_input`),
 channels in the phase-model's order. The network centres it itself (minus 0.5), so every caller
 (training, prediction, grad-cam) feeds the same [0, 1] images that a viewer would show.
+
+A saved model carries its contract (`ModelContract`, as torchxrayvision's and timm's models
+carry their labels and preprocessing): categories, phases, crop size, windows and the field of
+view rule it was trained on. `load_model` refuses a file whose contract this code's
+preprocessing does not honour, with a sentence: the field of view changed once already (twice
+the lesion box -> a fixed 64 mm), and an old model fed the new crops would answer silently wrong.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, PhaseModel
+from livercore import preprocess
+from livercore.errors import InputError
+from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, Phase, PhaseModel
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
-FORMAT = "livercore-model/1"  # bumped whenever the saved layout changes
+FORMAT = "livercore-model/2"  # bumped whenever the saved layout changes (2: the contract is saved)
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class NetConfig:
     dropout: float = 0.5  # the paper used dropout; 0.5 is the classic rate before FC layers
     batch_norm: bool = False  # the paper (Chainer 1.18) used none; Adam trains 6 convs without it
     input_shift: float = 0.5  # centres [0, 1] inputs on 0, which Adam without BN likes better
-    image_size: int = 70  # the paper resized every capture to 70 x 70 pixels
+    image_size: int = preprocess.CROP_SIZE  # the paper resized every capture to 70 x 70 pixels
     num_classes: int = len(CATEGORIES)  # one score per category A-E; the highest is the diagnosis
 
 
@@ -98,6 +106,102 @@ class LiverNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model was trained on and so must be fed: saved in its file, checked on loading."""
+
+    categories: tuple[str, ...]  # output order, e.g. ("A", "B", "C", "D", "E")
+    phases: tuple[str, ...]  # input channel order
+    crop_size: int  # pixels per side of each channel
+    windows: dict[str, tuple[float, float]]  # phase -> (level, width) in HU, before 8 bits
+    field_mm: float  # preprocess.FIELD_MM
+    field_factor: float  # preprocess.FIELD_FACTOR
+    field_factor_unscaled: float  # preprocess.FIELD_FACTOR_UNSCALED
+    input_scale: str = "uint8 / 255"  # how the 8-bit crops become the network's [0, 1] input
+
+    @classmethod
+    def current(cls, phase_model: PhaseModel) -> ModelContract:
+        """The contract this code's preprocessing produces for a phase-model."""
+        return cls(
+            categories=tuple(c.value for c in CATEGORIES),
+            phases=tuple(p.value for p in phase_model.phases),
+            crop_size=preprocess.CROP_SIZE,
+            windows={p.value: (p.window.level, p.window.width) for p in phase_model.phases},
+            field_mm=preprocess.FIELD_MM,
+            field_factor=preprocess.FIELD_FACTOR,
+            field_factor_unscaled=preprocess.FIELD_FACTOR_UNSCALED,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelContract:
+        data = json.loads(text)
+        return cls(
+            categories=tuple(data["categories"]),
+            phases=tuple(data["phases"]),
+            crop_size=int(data["crop_size"]),
+            windows={k: (float(v[0]), float(v[1])) for k, v in data["windows"].items()},
+            field_mm=float(data["field_mm"]),
+            field_factor=float(data["field_factor"]),
+            field_factor_unscaled=float(data["field_factor_unscaled"]),
+            input_scale=str(data["input_scale"]),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    def field_text(self) -> str:
+        return (
+            f"a {self.field_mm:g} mm field ({self.field_factor:g} x larger lesions, "
+            f"{self.field_factor_unscaled:g} x the box without a pixel size)"
+        )
+
+    def mismatches(self, phase_model: PhaseModel) -> list[str]:
+        """What of this contract the current preprocessing does not honour, in words."""
+        now = ModelContract.current(phase_model)
+        out = []
+        if self.categories != now.categories:
+            out.append(f"its categories are {', '.join(self.categories)}, not {', '.join(now.categories)}")
+        if self.phases != now.phases:
+            out.append(f"its phases are {', '.join(self.phases)}, not {', '.join(now.phases)}")
+        if self.crop_size != now.crop_size:
+            out.append(
+                f"it takes {self.crop_size} x {self.crop_size} crops, not {now.crop_size} x {now.crop_size}"
+            )
+        for phase, (level, width) in self.windows.items():
+            if now.windows.get(phase) != (level, width):
+                out.append(f"its {phase} window is L{level:g}/W{width:g}, not {_window_text(now, phase)}")
+        fields = (self.field_mm, self.field_factor, self.field_factor_unscaled)
+        if fields != (now.field_mm, now.field_factor, now.field_factor_unscaled):
+            out.append(f"it was trained on crops of {self.field_text()}, not {now.field_text()}")
+        if self.input_scale != now.input_scale:
+            out.append(f"its input scale is {self.input_scale!r}, not {now.input_scale!r}")
+        return out
+
+
+def _window_text(contract: ModelContract, phase: str) -> str:
+    window = contract.windows.get(phase)
+    return f"L{window[0]:g}/W{window[1]:g}" if window else "absent"
+
+
+class ModelFileError(InputError):
+    """A model file that this livercore cannot use, with the reason in a sentence."""
+
+
+def as_input(x_uint8: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, C, H, W) or (C, H, W) uint8 crops -> float32 (N, C, H, W) in [0, 1] on `device`: the
+    network's input (ModelContract.input_scale)."""
+    x = np.ascontiguousarray(x_uint8)
+    if x.dtype != np.uint8:
+        raise ValueError(f"expected uint8 crops, got {x.dtype}")
+    t = torch.from_numpy(x[None] if x.ndim == 3 else x).to(device)
+    return t.float() / 255
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(N, 5) logits -> category probabilities (N, 5), float32."""
+    return torch.softmax(logits.float(), dim=1)
+
+
 def select_channels(x: ArrayT, phase_model: PhaseModel) -> ArrayT:
     """The phase-model's channels of triphasic images.
 
@@ -126,8 +230,7 @@ def predict_proba(model: LiverNet, x_uint8: np.ndarray, *, batch_size: int = 256
     try:
         out = []
         for start in range(0, len(x_uint8), batch_size):
-            xb = torch.from_numpy(x_uint8[start : start + batch_size]).to(device)
-            out.append(torch.softmax(model(xb.float() / 255), dim=1).float().cpu())
+            out.append(probabilities(model(as_input(x_uint8[start : start + batch_size], device))).cpu())
     finally:
         model.train(was_training)
     if not out:
@@ -136,9 +239,11 @@ def predict_proba(model: LiverNet, x_uint8: np.ndarray, *, batch_size: int = 256
 
 
 def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card: dict) -> None:
-    """Write weights (float16, ~2.3 MB for the default net), NetConfig and a model card.
+    """Write weights (float16, ~2.3 MB for the default net), NetConfig, the model's contract
+    (this code's preprocessing for its phase-model) and a model card.
 
-    Config and card go in as JSON strings, so `torch.load(weights_only=True)` reads the file.
+    Config, contract and card go in as JSON strings, so `torch.load(weights_only=True)` reads
+    the file.
     """
     phase_model = PHASE_MODELS[phase_model_name]
     if phase_model.in_channels != model.in_channels:
@@ -154,6 +259,7 @@ def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card
             "format": FORMAT,
             "phase_model": phase_model_name,
             "config": json.dumps(asdict(model.config)),
+            "contract": ModelContract.current(phase_model).to_json(),
             "card": json.dumps(card),
             "state_dict": state,
         },
@@ -161,18 +267,46 @@ def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card
     )
 
 
-def load_model(
-    path: str | Path, *, map_location: str | torch.device = "cpu"
-) -> tuple[LiverNet, PhaseModel, dict[str, Any]]:
-    """Read a `save_model` file: (model in eval mode on map_location, phase-model, card)."""
-    blob = torch.load(Path(path), map_location=map_location, weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} file")
+@dataclass(frozen=True)
+class SavedModel:
+    """A model file, loaded: the network in eval mode, its phase-model, contract and card."""
+
+    net: LiverNet
+    phase_model: PhaseModel
+    contract: ModelContract
+    card: dict[str, Any]
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> SavedModel:
+    """Read a `save_model` file onto map_location; ModelFileError (a sentence) when the file is
+    not a livercore model, is of an older format, or its contract is not what this code's
+    preprocessing produces."""
+    name = Path(path).name
+    try:
+        blob = torch.load(Path(path), map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise ModelFileError(f"{name} could not be read as a livercore model file.") from err
+    if not isinstance(blob, dict) or not str(blob.get("format", "")).startswith("livercore-model/"):
+        raise ModelFileError(f"{name} is not a livercore model file ({FORMAT}).")
+    if blob["format"] != FORMAT:
+        raise ModelFileError(
+            f"{name} is a {blob['format']} file, saved before livercore recorded the preprocessing a "
+            f"model was trained on; this version reads {FORMAT}. Retrain it, or re-save it with "
+            "the livercore version that trained it."
+        )
+    phase_model = PHASE_MODELS.get(str(blob.get("phase_model")))
+    if phase_model is None:
+        raise ModelFileError(f"{name} is for an unknown phase-model {blob.get('phase_model')!r}.")
+    contract = ModelContract.from_json(blob["contract"])
+    problems = contract.mismatches(phase_model)
+    if problems:
+        raise ModelFileError(
+            f"{name} cannot be used by this livercore: {'; '.join(problems)}. It would be fed inputs "
+            "unlike those it was trained on."
+        )
     fields: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(blob["config"]).items()
     }
-    config = NetConfig(**fields)
-    phase_model = PHASE_MODELS[blob["phase_model"]]
-    model = LiverNet(phase_model.in_channels, config)
+    model = LiverNet(phase_model.in_channels, NetConfig(**fields))
     model.load_state_dict(blob["state_dict"])  # copies float16 into the float32 parameters
-    return model.to(map_location).eval(), phase_model, json.loads(blob["card"])
+    return SavedModel(model.to(map_location).eval(), phase_model, contract, json.loads(blob["card"]))

@@ -16,8 +16,9 @@ st.caption(
 )
 models = state.get_models()
 if not models:
-    ui.no_models_message()
+    ui.no_models_message(state.refused_models())
     st.stop()
+ui.refused_models_message(state.refused_models())
 
 library = cases.library_entries()
 case, marks = state.current_case(), state.current_marks()

@@ -125,7 +125,7 @@ with right:
     models = state.get_models()
     name = quiz.model_for(phase_set)
     if name not in models:
-        ui.no_models_message()
+        ui.no_models_message(state.refused_models())
     else:
         crops = inputs.crops_for(case, case.lesion_boxes)
         result = state.analyse(crops, "GradCAM", None, state.models_key(models)).results[name]

@@ -353,8 +353,9 @@ else:
 # --- 4. prediction ------------------------------------------------------------------------------
 st.subheader("4. Prediction")
 if not models:
-    ui.no_models_message()
+    ui.no_models_message(state.refused_models())
     st.stop()
+ui.refused_models_message(state.refused_models())
 p1, p2, p3, p4 = st.columns(4)
 model_name = p1.selectbox(
     "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"

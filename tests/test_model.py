@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +10,8 @@ from torch import nn
 
 from livercore.model import (
     LiverNet,
+    ModelContract,
+    ModelFileError,
     NetConfig,
     load_model,
     predict_proba,
@@ -93,12 +98,62 @@ def test_save_load_round_trip(tmp_path, triphasic_images) -> None:
     card = {"seed": 3, "test_accuracy": 0.84}
     path = tmp_path / "art_del.pt"
     save_model(path, model, phase_model_name="art_del", card=card)
-    loaded, loaded_phase_model, loaded_card = load_model(path)
+    saved = load_model(path)
     assert path.stat().st_size < 4_000_000
-    assert (loaded_phase_model, loaded_card, loaded.config) == (phase_model, card, model.config)
-    assert not loaded.training
+    assert (saved.phase_model, saved.card, saved.net.config) == (phase_model, card, model.config)
+    assert saved.contract == ModelContract.current(phase_model)
+    assert saved.contract.phases == ("arterial", "delayed") and saved.contract.crop_size == 70
+    assert saved.contract.windows == {"arterial": (45, 290), "delayed": (45, 290)}
+    assert not saved.net.training
     x = select_channels(triphasic_images, phase_model)
-    np.testing.assert_allclose(predict_proba(loaded, x), predict_proba(model, x), atol=2e-3)
+    np.testing.assert_allclose(predict_proba(saved.net, x), predict_proba(model, x), atol=2e-3)
+
+
+def _rewrite(path: Path, **changes: object) -> None:
+    blob = torch.load(path, weights_only=True)
+    contract = json.loads(blob["contract"])
+    for key, value in changes.items():
+        if key in contract:
+            contract[key] = value
+        else:
+            blob[key] = value
+    blob["contract"] = json.dumps(contract)
+    torch.save(blob, path)
+
+
+@pytest.mark.parametrize(
+    ("change", "sentence"),
+    [
+        ({"field_mm": 32.0}, "trained on crops of a 32 mm field"),
+        ({"crop_size": 64}, "it takes 64 x 64 crops, not 70 x 70"),
+        (
+            {"windows": {"unenhanced": [40, 350], "arterial": [45, 290], "delayed": [45, 290]}},
+            "unenhanced window is L40/W350",
+        ),
+        ({"categories": ["A", "B", "D", "E"]}, "its categories are A, B, D, E"),
+        ({"format": "livercore-model/1"}, "saved before livercore recorded the preprocessing"),
+    ],
+)
+def test_load_refuses_a_contract_this_code_cannot_honour(tmp_path: Path, change: dict, sentence: str) -> None:
+    path = tmp_path / "triphasic.pt"
+    save_model(path, LiverNet(3), phase_model_name="triphasic", card={})
+    _rewrite(path, **change)
+    with pytest.raises(ModelFileError, match=sentence):
+        load_model(path)
+
+
+def test_load_refuses_a_damaged_file_with_a_sentence(tmp_path: Path) -> None:
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file at all")
+    with pytest.raises(ModelFileError, match="could not be read as a livercore model file"):
+        load_model(tmp_path / "broken.pt")
+
+
+def test_shipped_models_carry_the_current_contract() -> None:
+    from livercore.paths import default_models_dir
+
+    for name, pm in PHASE_MODELS.items():
+        saved = load_model(default_models_dir() / f"{name}.pt")
+        assert saved.contract == ModelContract.current(pm)
 
 
 def test_save_refuses_a_phase_model_with_other_channels(tmp_path) -> None:
@@ -108,5 +163,5 @@ def test_save_refuses_a_phase_model_with_other_channels(tmp_path) -> None:
 
 def test_load_refuses_a_file_that_is_not_a_livercore_model(tmp_path) -> None:
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a livercore-model"):
+    with pytest.raises(ModelFileError, match="is not a livercore model file"):
         load_model(tmp_path / "other.pt")

@@ -25,6 +25,7 @@ from livercore.app.inputs import ReviewCase, aorta_check
 from livercore.app.marks import Marks
 from livercore.app.measure import PhaseCheck, Point
 from livercore.paths import default_models_dir
+from livercore.preprocess import CROP_SIZE
 from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
 
 if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
@@ -74,14 +75,16 @@ def _stamp(folder: Path) -> tuple[tuple[str, int], ...]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _load_models(folder: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, LoadedModel]:
+def _load_models(folder: str, stamp: tuple[tuple[str, int], ...]) -> tuple[dict[str, LoadedModel], list[str]]:
+    """(the usable models, a sentence for each model file that was refused)."""
     configure_torch()
     from livercore.analysis import analyse_crops, load_models
 
-    models = load_models(folder)
-    # One warm-up pass: the first grad-cam call pays for hooks and allocator set-up (~1.5 s).
-    analyse_crops(np.zeros((len(PHASES), 70, 70), np.uint8), models, cam_method="GradCAM")
-    return models
+    refused: list[str] = []
+    models = load_models(folder, refused=refused)
+    if models:  # one warm-up pass: the first grad-cam call pays for hooks and allocator set-up (~1.5 s)
+        analyse_crops(np.zeros((len(PHASES), CROP_SIZE, CROP_SIZE), np.uint8), models, cam_method="GradCAM")
+    return models, refused
 
 
 def model_cards() -> dict[str, dict[str, Any]]:
@@ -106,7 +109,14 @@ def get_models() -> dict[str, LoadedModel]:
     stamp = _stamp(folder)
     if not stamp:
         return {}
-    return _load_models(str(folder), stamp)
+    return _load_models(str(folder), stamp)[0]
+
+
+def refused_models() -> list[str]:
+    """Why each model file in the models folder that could not be used was refused."""
+    folder = models_dir()
+    stamp = _stamp(folder)
+    return list(_load_models(str(folder), stamp)[1]) if stamp else []
 
 
 def models_key(models: dict[str, LoadedModel]) -> str:

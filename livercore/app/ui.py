@@ -6,7 +6,7 @@ These draw what the package computed; they compute nothing themselves.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -132,13 +132,21 @@ def metadata_table(metadata: Mapping[Any, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def no_models_message() -> None:
+def no_models_message(refused: Sequence[str] = ()) -> None:
+    """No usable models: where to put them, and why any files there were refused."""
     st.error(
         "No trained models were found. Put the five phase-models (triphasic.pt, art_del.pt, "
         "unenhanced.pt, arterial.pt, delayed.pt) in the models/ folder, or point the "
         "LIVERCORE_MODELS environment variable at the folder that holds them.",
         icon=":material/error:",
     )
+    refused_models_message(refused)
+
+
+def refused_models_message(refused: Sequence[str]) -> None:
+    """One warning per model file that this livercore cannot use, with its reason."""
+    for sentence in refused:
+        st.warning(f"Model not loaded: {sentence}", icon=":material/block:")
 
 
 def crops_row(crops: np.ndarray, *, caption: str = "network input") -> None:
