@@ -109,6 +109,11 @@ def _study_report(args: argparse.Namespace) -> int:
 
 def _study_ship(args: argparse.Namespace) -> int:
     from livercore.study import ship
+    from livercore.study_folder import validate_study_dir
+
+    validate_study_dir(args.dir, suggest=True)
+    if not (Path(args.dir) / "weights").is_dir():
+        raise InputError(f"{args.dir} has no weights/ folder: ship a study written by `livercore study run`.")
 
     chosen = ship(args.dir, args.models_dir)
     print("shipped median sessions: " + ", ".join(f"{m} s{s}" for m, s in chosen.items()))
@@ -165,7 +170,12 @@ def _crops_from_files(args: argparse.Namespace):
         r0, c0, r1, c1 = (float(v) for v in args.box.split(","))
     except ValueError:
         raise InputError("The lesion box must be four numbers: ROW0,COL0,ROW1,COL1.") from None
-    slices = {p: read_ct_slice(f) for p, f in files.items()}
+    slices = {}
+    for p, f in files.items():
+        try:
+            slices[p] = read_ct_slice(f)
+        except InputError as err:
+            raise InputError(f"{f} ({p.value}): {err}") from err
     box = LesionBox.from_corners(r0, c0, r1, c1)
     return preprocess_case(
         {p: s.hu for p, s in slices.items()},
@@ -258,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the user gave that cannot be read or written
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
 
 

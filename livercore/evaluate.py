@@ -5,8 +5,7 @@ Input everywhere is a predictions table, one row per (model, session, case), wit
 highest-scoring category ("A".."E"), ``subtype`` a string of ``vocab.SUBTYPES`` and ``p_A``..``p_E``
 the network's category probabilities (summing to 1).
 
-The paper's figures, for side-by-side display, are packaged in ``REFERENCE_DIR`` (Yasaka et al.,
-Radiology 2018; Table 2, the ROC AUCs and Table 3).
+The paper's figures, for side-by-side display, come from ``livercore.paper``.
 """
 
 from __future__ import annotations
@@ -19,11 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
+from livercore import paper
 from livercore.errors import InputError
 from livercore.stats import delong_auc_ci, kruskal_wallis, steel_many_to_one
 from livercore.vocab import CATEGORIES, MALIGNANT, MODEL_NAMES, Category, clinical_score
 
-REFERENCE_DIR = Path(__file__).parent / "data"
 LABELS: tuple[str, ...] = tuple(c.value for c in CATEGORIES)
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{label}" for label in LABELS)
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -284,18 +283,25 @@ def _side_by_side(paper: pd.DataFrame, ours: pd.DataFrame, keys: list[str]) -> p
 
 
 def compare_with_paper(
-    summary: dict[str, Any], reference_dir: str | Path = REFERENCE_DIR
+    summary: dict[str, Any], reference_dir: str | Path | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Our ``study_summary`` beside the paper's published figures.
+    """Our ``study_summary`` beside the paper's published figures (``livercore.paper``, or the
+    yasaka2018_accuracy.csv, yasaka2018_auc.csv and yasaka2018_sensitivity.csv of
+    ``reference_dir``).
 
-    ``reference_dir`` holds yasaka2018_accuracy.csv, yasaka2018_auc.csv and
-    yasaka2018_sensitivity.csv. Returns DataFrames keyed "accuracy" (test split, with the Steel
-    p-values), "auc" (clinical-score AUC) and "sensitivity" (per model and Table 3 row), one row
-    per paper row, columns paper_x and ours_x side by side (ours NaN where we have no such model).
+    Returns DataFrames keyed "accuracy" (test split, with the Steel p-values), "auc"
+    (clinical-score AUC) and "sensitivity" (per model and Table 3 row), one row per paper row,
+    columns paper_x and ours_x side by side (ours NaN where we have no such model).
     """
-    ref = Path(reference_dir)
+    ref = Path(reference_dir) if reference_dir is not None else None
+
+    def table(name: str) -> pd.DataFrame:
+        if ref is None:
+            return {"accuracy": paper.accuracy, "auc": paper.auc, "sensitivity": paper.sensitivity}[name]()
+        return pd.read_csv(ref / f"yasaka2018_{name}.csv")
+
     models = summary["models"]
-    accuracy = pd.read_csv(ref / "yasaka2018_accuracy.csv")
+    accuracy = table("accuracy")
     accuracy = accuracy[accuracy["split"] == "test"].drop(columns="split")
     ours_accuracy = pd.DataFrame(
         [
@@ -324,8 +330,6 @@ def compare_with_paper(
     )
     return {
         "accuracy": _side_by_side(accuracy.reset_index(drop=True), ours_accuracy, ["model"]),
-        "auc": _side_by_side(pd.read_csv(ref / "yasaka2018_auc.csv"), ours_auc, ["model"]),
-        "sensitivity": _side_by_side(
-            pd.read_csv(ref / "yasaka2018_sensitivity.csv"), ours_sensitivity, ["model", "category"]
-        ),
+        "auc": _side_by_side(table("auc"), ours_auc, ["model"]),
+        "sensitivity": _side_by_side(table("sensitivity"), ours_sensitivity, ["model", "category"]),
     }

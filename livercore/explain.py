@@ -8,7 +8,6 @@ a shared model from two threads corrupt each other's maps: ../shared/docs/harden
 from __future__ import annotations
 
 import numpy as np
-import torch
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

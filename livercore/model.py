@@ -28,7 +28,7 @@ from torch import nn
 
 from livercore import preprocess
 from livercore.errors import InputError
-from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, Phase, PhaseModel
+from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, PhaseModel
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from livercore import paper
 from livercore.app import cases, compare, figures, inputs, state, ui
 from livercore.errors import InputError
 from livercore.vocab import CAM_METHODS, CATEGORIES, PHASE_MODELS, PHASES
@@ -101,7 +102,7 @@ for column, text in zip(
     header, ("model", "CAM, drawn once", "phase contributions", "the paper reported"), strict=True
 ):
     column.markdown(f"**{text}**")
-reference = compare.paper_reference()
+reference = paper.model_reference()
 for name, result in analysis.results.items():
     row = st.columns(widths, vertical_alignment="center")
     top = result.predicted
@@ -118,7 +119,7 @@ for name, result in analysis.results.items():
     row[3].caption(
         f"test accuracy {reference.loc[name, 'paper test accuracy']}  \n"
         f"AUC {reference.loc[name, 'paper AUC (A-B vs C-E)']}  \n"
-        f"sensitivity for {top.value}: {compare.paper_sensitivity(name, top)}"
+        f"sensitivity for {top.value}: {paper.sensitivity_text(name, top)}"
     )
 ui.cam_legend()
 target_text = "each model's top category" if target is None else f"{target.value} {target.info.name}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from livercore import study_folder, study_tables
 from livercore.app import library, results, ui
 from livercore.errors import InputError
 from livercore.vocab import CATEGORIES, PHASE_MODELS, Category
@@ -13,9 +14,9 @@ SOURCES = ("The shipped study (models/study)", "Another study directory on this 
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the study…")
-def load(folder: str, stamp: tuple) -> results.Study:
+def load(folder: str, stamp: tuple) -> study_folder.Study:
     del stamp  # part of the cache key: new files, new study
-    return results.load_study(folder)
+    return study_folder.load_study(folder)
 
 
 ui.require_router()
@@ -27,7 +28,7 @@ st.caption(
 )
 
 source = st.radio("Study", SOURCES, horizontal=True, key="results_source")
-typed = str(results.DEFAULT_STUDY_DIR)
+typed = str(study_folder.DEFAULT_STUDY_DIR)
 if source == SOURCES[1]:
     typed = st.text_input(
         "Folder of the study on this server",
@@ -39,8 +40,8 @@ if source == SOURCES[1]:
         st.info("Enter the folder of a study on this server.")
         st.stop()
 try:
-    folder = results.validate_study_dir(typed)
-    study = load(str(folder), results.study_stamp(folder))
+    folder = study_folder.validate_study_dir(typed)
+    study = load(str(folder), study_folder.study_stamp(folder))
 except InputError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
@@ -72,17 +73,17 @@ with tabs[0]:
 
 with tabs[1]:
     st.markdown("**Table 2.** Accuracy, median (range) over the training sessions of each model.")
-    st.table(results.accuracy_table(study))
-    st.caption(results.kruskal_wallis_text(study))
+    st.table(study_tables.accuracy_table(study))
+    st.caption(study_tables.kruskal_wallis_text(study))
 
 with tabs[2]:
     st.markdown(
         "**Table 3.** Test sensitivity: median [correct/total in the median session] (range over sessions). "
         "Category C is also split into its hypervascular and hypovascular lesions."
     )
-    st.table(results.sensitivity_table(study))
+    st.table(study_tables.sensitivity_table(study))
     st.markdown("**AUC** for malignant (A-B) versus the rest (C-E), median (range) over sessions.")
-    st.table(results.auc_table(study))
+    st.table(study_tables.auc_table(study))
     st.caption(
         "Clinical score: each case rated by its predicted category (A and B 4, C 3, D 2, E 1), the "
         "paper's method. P(A) + P(B): the network's probability of malignancy, a finer rating."
@@ -196,7 +197,7 @@ with tabs[5]:
         )
 
 with tabs[6]:
-    audit = results.shortcut_audit(study)
+    audit = study_tables.shortcut_audit(study)
     if audit is None:
         st.info("This study has no shortcut audit (run `livercore study run --audit`).")
     else:

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from livercore import paper
 from livercore.errors import InputError
 from livercore.evaluate import (
-    REFERENCE_DIR,
     accuracy_score,
     category_metrics,
     compare_with_paper,
@@ -246,10 +246,10 @@ def test_study_summary_steel_against_triphasic(study):
 
 def test_reference_dir_holds_the_papers_tables():
     """Table 2: triphasic test accuracy 0.84 (0.82-0.90); Table 3: hypervascular C 20/21."""
-    accuracy = pd.read_csv(REFERENCE_DIR / "yasaka2018_accuracy.csv")
+    accuracy = pd.read_csv(paper.DATA_DIR / "yasaka2018_accuracy.csv")
     test = accuracy.query("model == 'triphasic' and split == 'test'").iloc[0]
     assert (test["median"], test["low"], test["high"]) == (0.84, 0.82, 0.90)
-    sensitivity = pd.read_csv(REFERENCE_DIR / "yasaka2018_sensitivity.csv")
+    sensitivity = pd.read_csv(paper.DATA_DIR / "yasaka2018_sensitivity.csv")
     row = sensitivity.query("model == 'triphasic' and category == 'C_hypervascular'").iloc[0]
     assert (row["n_correct"], row["n_total"]) == (20, 21)
 
@@ -276,7 +276,7 @@ def test_compare_with_paper_sensitivity_and_auc(study):
 
 def test_compare_with_paper_reads_the_given_directory(study, tmp_path):
     for name in ("accuracy", "auc", "sensitivity"):
-        shutil.copy(REFERENCE_DIR / f"yasaka2018_{name}.csv", tmp_path)
+        shutil.copy(paper.DATA_DIR / f"yasaka2018_{name}.csv", tmp_path)
     auc = pd.read_csv(tmp_path / "yasaka2018_auc.csv")
     auc.loc[auc["model"] == "triphasic", "median"] = 0.5
     auc.to_csv(tmp_path / "yasaka2018_auc.csv", index=False)

@@ -270,6 +270,78 @@ def test_report_of_a_one_model_study(tmp_path: Path, capsys: pytest.CaptureFixtu
     write_metrics(tmp_path, audit)
     assert main(["study", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "Kruskal-Wallis P across the models: ours - (needs two or more models)" in out
+    assert "none in ours (it needs two or more models)" in out
     assert "accuracy 0.38 vs largest-class share 0.35, cirrhosis-only rule 0.39 (500 cases; big)" in out
     assert "  on test-2016: 0.32 vs 0.35 (100 cases)" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["study", "report", "/no/such/study"],
+        ["study", "report", "/no/such/study", "--json"],
+        ["study", "ship", "/no/such/study"],
+        ["study", "run", "--train", "/no/such/train.csv", "--test", "/no/such/test.csv", "--out", "OUT"],
+        ["predict", "--manifest", "/no/such/manifest.csv"],
+        ["predict", "--models", "/no/such/models", "--manifest", "/no/such/manifest.csv"],
+        [
+            "predict",
+            "--unenhanced",
+            "/no/u.dcm",
+            "--arterial",
+            "/no/a.dcm",
+            "--delayed",
+            "/no/d.dcm",
+            "--box",
+            "1,1,9,9",
+        ],
+        ["phantom", "export", "--cohort", "test-2016", "--size", "1", "--out", "/proc/no/such/folder"],
+        ["phantom", "montage", "--out", "/proc/no/such/atlas.png"],
+        ["validate", "/no/such/file.dcm"],
+    ],
+)
+def test_every_subcommand_answers_a_wrong_path_with_a_sentence(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    assert main(argv) in (1, 2)  # validate reports per file (1); the others exit 2
+    captured = capsys.readouterr()
+    text = captured.err + captured.out
+    assert "Traceback" not in text and ("error:" in text or "ERROR" in text)
+    named = [a for a in argv if a.startswith("/")]
+    assert any(a in text for a in named) or "/proc/no" in text  # the path is named in the sentence
+
+
+def test_report_on_the_models_folder_names_the_study_inside_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "report", str(MODELS)]) == 2
+    assert f"Did you mean {MODELS / 'study'}?" in capsys.readouterr().err
+
+
+def test_the_app_the_cli_and_the_report_print_the_same_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    """Tables 2 and 3 and the AUCs come from one code path (livercore.study_tables)."""
+    from streamlit.testing.v1 import AppTest
+
+    from livercore import study_tables
+    from livercore.report import study_report
+    from livercore.study_folder import load_study
+
+    study = load_study(MODELS / "study")
+    tables = [
+        study_tables.accuracy_table(study),
+        study_tables.sensitivity_table(study),
+        study_tables.auc_table(study),
+    ]
+    at = AppTest.from_file(str(MODELS.parent / "pages" / "results.py"), default_timeout=60)
+    at.run()
+    shown = [t.value for t in at.table]
+    assert len(shown) == 3
+    for ours, page in zip(tables, shown, strict=True):
+        pd.testing.assert_frame_equal(
+            ours.reset_index(drop=True), page.reset_index(drop=True), check_dtype=False
+        )
+    assert main(["study", "report", str(MODELS / "study")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == study_report(MODELS / "study")
+    for table in tables:
+        for value in table.to_numpy().ravel():
+            assert str(value) in printed

@@ -1,90 +1,24 @@
-"""The results browser: a study directory's results beside the paper's, and what they teach.
-
-A study directory (``livercore study run``; the shipped one is ``models/study``) holds
-``predictions_test.csv`` (one row per model, session and test case) and ``metrics.json``
-(the study summary, training accuracy, the shortcut audit), and may hold ``shipped.json``,
-``pointing_game.csv`` and ``phase_contribution.csv``. Everything here is computed from those files and from the paper's
-published tables (``livercore.evaluate.REFERENCE_DIR``); the page only draws it.
-"""
+"""The results browser's figures and teaching: ROC curves, confusion matrices and the cases
+behind a cell, the paper's teaching points with our evidence, the pointing game and the phase
+contributions, all from a study directory (livercore.study_folder) and the paper's numbers
+(livercore.paper). Tables 2 and 3 are livercore.study_tables'; the page only draws."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from livercore import evaluate
-from livercore.errors import InputError
-from livercore.paths import DEFAULT_MODELS_DIR
+from livercore import evaluate, paper
+from livercore.study_folder import Study
+from livercore.study_tables import SENSITIVITY_ROWS
 from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS, PHASES, SUBTYPE_LABELS, Category, Phase
 
-DEFAULT_STUDY_DIR = DEFAULT_MODELS_DIR / "study"
-REQUIRED_FILES = ("predictions_test.csv", "metrics.json")
-OPTIONAL_TABLES = ("pointing_game.csv", "phase_contribution.csv")  # livercore.rationale's tables
-MAX_FILE_BYTES = 200 * 2**20  # a study's predictions for 5 models x 5 sessions x 1000 cases are ~25 MB
-# Table 3's rows: the five categories, category C split by vascularity (evaluate.C_SUBTYPE_ROWS).
-SENSITIVITY_ROWS: dict[str, str] = {
-    "A": "A classic HCC",
-    "B": "B other malignant",
-    "C": "C indeterminate",
-    "C_hypervascular": "C hypervascular",
-    "C_hypovascular": "C hypovascular",
-    "D": "D haemangioma",
-    "E": "E cyst",
-}
 Score = Literal["clinical", "probability"]
-# Shortcut audit: accuracy within this of the largest class share counts as "at the prior".
-AUDIT_MARGIN = 0.05
-_PAPER_KW_P = "< .001"
-
-
-# --- the study ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Study:
-    """One study directory, read."""
-
-    folder: Path
-    predictions: pd.DataFrame  # predictions_test.csv
-    metrics: dict[str, Any]  # metrics.json
-    shipped: dict[str, int] = field(default_factory=dict)  # model -> its shipped (median) session
-    pointing: pd.DataFrame | None = None  # pointing_game.csv
-    contributions: pd.DataFrame | None = None  # phase_contribution.csv
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return self.metrics["summary"]
-
-    @property
-    def models(self) -> list[str]:
-        """The study's models in the paper's order."""
-        present = set(self.predictions["model"].astype(str))
-        return [m for m in MODEL_NAMES if m in present]
-
-    @property
-    def n_cases(self) -> int:
-        """Test cases in the study."""
-        return int(self.predictions["case_id"].nunique())
-
-    def sessions(self, model: str) -> list[int]:
-        return sorted(
-            int(s) for s in self.predictions.loc[self.predictions["model"] == model, "session"].unique()
-        )
-
-
-def study_stamp(folder: str | os.PathLike[str]) -> tuple[tuple[str, int], ...]:
-    """Names and modification times of a study's files: a cache key that changes with them."""
-    root = Path(folder)
-    names = (*REQUIRED_FILES, *OPTIONAL_TABLES, "shipped.json")
-    return tuple((n, (root / n).stat().st_mtime_ns) for n in names if (root / n).is_file())
 
 
 def largest_confusion(counts: pd.DataFrame) -> tuple[Category, Category]:
@@ -98,166 +32,10 @@ def largest_confusion(counts: pd.DataFrame) -> tuple[Category, Category]:
     return Category(counts.index[row]), Category(counts.columns[col])
 
 
-def validate_study_dir(text: str | os.PathLike[str]) -> Path:
-    """The folder a user named, if it is a study directory on this server; InputError if not.
-
-    Only a directory holding predictions_test.csv and metrics.json (regular files under
-    MAX_FILE_BYTES) is accepted; nothing else in it is read.
-    """
-    raw = str(text).strip()
-    if not raw:
-        raise InputError("Enter the folder of a study on this server.")
-    # One message whether the folder is missing, unreadable or not a study: the page does not
-    # tell a user which folders exist on the server.
-    refused = InputError(
-        f"'{raw[:80]}' is not a study directory on this server: a study directory is a folder written "
-        f"by `livercore study run`, holding {' and '.join(REQUIRED_FILES)}."
-    )
-    folder = Path(raw).expanduser()
-    try:
-        if not folder.is_dir() or not all((folder / name).is_file() for name in REQUIRED_FILES):
-            raise refused
-        too_large = [name for name in REQUIRED_FILES if (folder / name).stat().st_size > MAX_FILE_BYTES]
-    except OSError as err:
-        raise refused from err
-    if too_large:
-        raise InputError(f"{too_large[0]} is larger than {MAX_FILE_BYTES // 2**20} MiB.")
-    return folder.resolve()
-
-
-def load_study(folder: str | os.PathLike[str] = DEFAULT_STUDY_DIR) -> Study:
-    """Read a study directory (validated by validate_study_dir first)."""
-    root = validate_study_dir(folder)
-    try:
-        predictions = pd.read_csv(root / "predictions_test.csv", dtype={"case_id": str, "subtype": str})
-        metrics = json.loads((root / "metrics.json").read_text())
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"The study's files could not be read: {err}") from err
-    missing = [c for c in evaluate.PREDICTION_COLUMNS if c not in predictions.columns]
-    if missing:
-        raise InputError(f"predictions_test.csv lacks the column(s): {', '.join(missing)}.")
-    if not isinstance(metrics, dict):
-        raise InputError("metrics.json does not hold a study's metrics.")
-    if "summary" not in metrics:
-        metrics = {**metrics, "summary": evaluate.study_summary(predictions)}
-    shipped: dict[str, int] = {}
-    if (root / "shipped.json").is_file():
-        try:
-            shipped = {str(k): int(v) for k, v in json.loads((root / "shipped.json").read_text()).items()}
-        except (OSError, ValueError, AttributeError):
-            shipped = {}
-    pointing, contributions = (_optional_table(root / name) for name in OPTIONAL_TABLES)
-    return Study(root, predictions, metrics, shipped, pointing, contributions)
-
-
-def _optional_table(path: Path) -> pd.DataFrame | None:
-    """An optional table of a study, or None when it is absent, too large or unreadable."""
-    try:
-        if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        return pd.read_csv(path, dtype={"case_id": str, "subtype": str})
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
-
-
 # --- number formats ----------------------------------------------------------------------------
 
 
-def _range(spread: dict[str, Any] | pd.Series | None) -> str:
-    """Median (low-high) with two decimals, e.g. "0.84 (0.82-0.90)"; "—" when missing."""
-    if spread is None:
-        return "—"
-    values = [spread.get(k) for k in ("median", "low", "high")]
-    if any(v is None or pd.isna(v) for v in values):
-        return "—"
-    return f"{values[0]:.2f} ({values[1]:.2f}-{values[2]:.2f})"
-
-
-def format_p(p: float | None) -> str:
-    """A P value as the paper prints it: ".031", "< .001"; "—" when missing."""
-    if p is None or pd.isna(p):
-        return "—"
-    return "< .001" if p < 0.001 else f"{p:.3f}".removeprefix("0")
-
-
-def _paper(name: str) -> pd.DataFrame:
-    return pd.read_csv(evaluate.REFERENCE_DIR / f"yasaka2018_{name}.csv")
-
-
 # --- Table 2, Table 3, AUC -----------------------------------------------------------------------
-
-
-def accuracy_table(study: Study) -> pd.DataFrame:
-    """Table 2: per model, training and test accuracy median (range) and the Steel test's P
-    against the triphasic model, ours beside the paper's."""
-    paper = _paper("accuracy").set_index(["model", "split"])
-    rows = {}
-    for name in study.models:
-        ours = study.summary["models"].get(name, {})
-        steel = ours.get("steel")
-        paper_p = paper.loc[(name, "test"), "steel_p_vs_triphasic"] if (name, "test") in paper.index else None
-        rows[PHASE_MODELS[name].label] = {
-            "training: ours": _range((study.metrics.get("train_accuracy") or {}).get(name)),
-            "training: paper": _range(paper.loc[(name, "train")]) if (name, "train") in paper.index else "—",
-            "test: ours": _range(ours.get("accuracy")),
-            "test: paper": _range(paper.loc[(name, "test")]) if (name, "test") in paper.index else "—",
-            "Steel P vs triphasic: ours": format_p(steel["p"]) if steel else "—",
-            "Steel P vs triphasic: paper": format_p(paper_p),
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "model"
-    return table
-
-
-def kruskal_wallis_text(study: Study) -> str:
-    """The Kruskal-Wallis test across the models' session accuracies, ours and the paper's."""
-    kw = study.summary.get("kruskal_wallis") or {}
-    return (
-        f"Kruskal-Wallis test across the {len(study.models)} models' session accuracies: "
-        f"P {format_p(kw.get('p'))} (ours), P {_PAPER_KW_P} (paper). The Steel test compares "
-        "each model with the triphasic model; P < .05 is significant."
-    )
-
-
-def sensitivity_table(study: Study) -> pd.DataFrame:
-    """Table 3: test sensitivity per category (C also split by vascularity) and model, as
-    "median [n/N] (low-high)" (n/N of the median session); our row above the paper's."""
-    side = evaluate.compare_with_paper(study.summary)["sensitivity"].set_index(["model", "category"])
-    rows: dict[str, dict[str, str]] = {}
-    for key, label in SENSITIVITY_ROWS.items():
-        for who in ("ours", "paper"):
-            row = {}
-            for name in study.models:
-                if (name, key) not in side.index:
-                    row[PHASE_MODELS[name].label] = "—"
-                    continue
-                r = side.loc[(name, key)]
-                median, low, high = r[f"{who}_median"], r[f"{who}_low"], r[f"{who}_high"]
-                n, total = r[f"{who}_n_correct"], r[f"{who}_n_total"]
-                row[PHASE_MODELS[name].label] = (
-                    "—" if pd.isna(median) else f"{median:.2f} [{int(n)}/{int(total)}] ({low:.2f}-{high:.2f})"
-                )
-            rows[f"{label}: {who}"] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "category"
-    return table
-
-
-def auc_table(study: Study) -> pd.DataFrame:
-    """AUC of A-B (malignant) versus C-E, median (range) over sessions: ours from the clinical
-    score (the paper's method) and from P(A) + P(B), beside the paper's."""
-    paper = _paper("auc").set_index("model")
-    rows = {}
-    for name in study.models:
-        ours = study.summary["models"].get(name, {})
-        rows[PHASE_MODELS[name].label] = {
-            "ours (clinical score)": _range(ours.get("auc_clinical")),
-            "paper (clinical score)": _range(paper.loc[name]) if name in paper.index else "—",
-            "ours (P(A) + P(B))": _range(ours.get("auc_probability")),
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "model"
-    return table
 
 
 # --- ROC curves ----------------------------------------------------------------------------------
@@ -294,7 +72,7 @@ def median_roc(rocs: list[SessionRoc]) -> SessionRoc | None:
 def roc_figure(study: Study, *, score: Score = "clinical", height: int = 340) -> go.Figure:
     """One panel per model: every session's ROC curve thin, the median-AUC session bold, the
     chance diagonal, and the paper's AUC in the panel title."""
-    paper = _paper("auc").set_index("model")
+    theirs = paper.auc().set_index("model")
     models = study.models
     titles = []
     panels = []
@@ -303,8 +81,8 @@ def roc_figure(study: Study, *, score: Score = "clinical", height: int = 340) ->
         best = median_roc(rocs)
         panels.append((rocs, best))
         ours = f"ours {best.auc:.2f}" if best else "ours —"
-        theirs = f"paper {paper.loc[name, 'median']:.2f}" if name in paper.index else "paper —"
-        titles.append(f"<b>{PHASE_MODELS[name].label}</b><br>AUC {ours} · {theirs}")
+        reported = f"paper {theirs.loc[name, 'median']:.2f}" if name in theirs.index else "paper —"
+        titles.append(f"<b>{PHASE_MODELS[name].label}</b><br>AUC {ours} · {reported}")
     fig = make_subplots(rows=1, cols=max(len(models), 1), subplot_titles=titles, shared_yaxes=True)
     for col, (name, (rocs, best)) in enumerate(zip(models, panels, strict=True), start=1):
         colour = "#0072B2"
@@ -490,16 +268,21 @@ def _names(models: list[str]) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
-def _phase_confusion_point(study: Study, single: str, other_c: str, lacking: str, why: str) -> TeachingPoint:
-    paper_counts = {"arterial": (9, 21, 8, 21), "delayed": (9, 21, 5, 14)}[single]
+# What the phase a single-phase model lacks shows, in a reader's words.
+WHY = {"arterial": "washout and capsule", "delayed": "arterial hyperenhancement"}
+
+
+def _phase_confusion_point(study: Study, single: str) -> TeachingPoint:
+    c = paper.CONFUSIONS[single]
+    other_c, lacking = c.subtype, c.lacking
     a_as_c = misread(study, single, Category.A, Category.C)
     c_as_a = misread(study, single, Category.C, Category.A, subtype=other_c)
     n_sessions = len(a_as_c.counts)
     title = f"The {single} phase alone confuses classic HCC with {other_c} category-C lesions"
-    paper = (
-        f"In the paper, the {single} model read {paper_counts[0]}/{paper_counts[1]} classic HCCs as "
-        f"category C and {paper_counts[2]}/{paper_counts[3]} {other_c} category-C lesions as classic HCC. "
-        f"Telling them apart needs the {lacking} phase ({why})."
+    reported = (
+        f"In the paper, the {single} model read {c.a_as_c}/{c.n_a} classic HCCs as "
+        f"category C and {c.c_as_a}/{c.n_c} {other_c} category-C lesions as classic HCC. "
+        f"Telling them apart needs the {lacking} phase ({WHY[single]})."
     )
     ours = (
         f"Our {single} model, median (range) over {n_sessions} sessions: {a_as_c} classic HCCs read "
@@ -512,7 +295,7 @@ def _phase_confusion_point(study: Study, single: str, other_c: str, lacking: str
         ours += f" With all three phases (triphasic model): {tri_a} and {tri_c}."
         single_total, tri_total = a_as_c.median + c_as_a.median, tri_a.median + tri_c.median
         shown = single_total > tri_total
-        paper_share = (paper_counts[0] + paper_counts[2]) / (paper_counts[1] + paper_counts[3])
+        paper_share = (c.a_as_c + c.c_as_a) / (c.n_a + c.n_c)
         ours_share = single_total / max(a_as_c.total + c_as_a.total, 1)
         if not shown:
             ours += (
@@ -525,12 +308,11 @@ def _phase_confusion_point(study: Study, single: str, other_c: str, lacking: str
             )
         else:
             ours += f" The same confusion, and the {lacking} phase removes most of it."
-    return TeachingPoint(title, paper, ours, shown)
+    return TeachingPoint(title, reported, ours, shown)
 
 
 def _b_and_e_point(study: Study) -> TeachingPoint:
-    paper = _paper("sensitivity")
-    paper_b = paper[paper["category"] == "B"]["median"]
+    b_low, b_high = paper.b_sensitivity_range()
     b = {m: _sens(study, m, "B") for m in study.models}
     e = {m: _sens(study, m, "E") for m in study.models}
     lowest = [
@@ -561,7 +343,7 @@ def _b_and_e_point(study: Study) -> TeachingPoint:
     return TeachingPoint(
         "Category B is hard for every model; cysts are easy for every model",
         "In the paper, sensitivity for other malignant lesions (B: cholangiocarcinoma, combined "
-        f"HCC-cholangiocarcinoma, metastases) was only {paper_b.min():.2f}-{paper_b.max():.2f}, whatever "
+        f"HCC-cholangiocarcinoma, metastases) was only {b_low:.2f}-{b_high:.2f}, whatever "
         "the phases: they are few (9 in the test set) and varied. Cysts (water attenuation, no "
         "enhancement) were recognised by every model.",
         ours,
@@ -570,13 +352,13 @@ def _b_and_e_point(study: Study) -> TeachingPoint:
 
 
 def _phases_point(study: Study) -> TeachingPoint:
-    paper = _paper("accuracy").query("split == 'test'").set_index("model")["median"]
+    theirs = paper.accuracy().query("split == 'test'").set_index("model")["median"]
     ours = {m: study.summary["models"][m]["accuracy"]["median"] for m in study.models}
     order = sorted(ours, key=lambda m: -ours[m])
     text = ", ".join(f"{PHASE_MODELS[m].label.lower()} {ours[m]:.2f}" for m in order)
     paper_text = ", ".join(
-        f"{PHASE_MODELS[m].label.lower()} {paper[m]:.2f}"
-        for m in sorted(paper.index, key=lambda m: -paper[m])
+        f"{PHASE_MODELS[m].label.lower()} {theirs[m]:.2f}"
+        for m in sorted(theirs.index, key=lambda m: -theirs[m])
     )
     combined = {"triphasic", "art_del"}
     single = [m for m in study.models if m not in combined]
@@ -634,13 +416,9 @@ def teaching_points(study: Study) -> list[TeachingPoint]:
     """The paper's teaching points (paper.md) in plain words, each with our study's evidence."""
     points = []
     if "arterial" in study.models:
-        points.append(
-            _phase_confusion_point(study, "arterial", "hypervascular", "delayed", "washout and capsule")
-        )
+        points.append(_phase_confusion_point(study, "arterial"))
     if "delayed" in study.models:
-        points.append(
-            _phase_confusion_point(study, "delayed", "hypovascular", "arterial", "arterial hyperenhancement")
-        )
+        points.append(_phase_confusion_point(study, "delayed"))
     points.append(_b_and_e_point(study))
     points.append(_phases_point(study))
     if (contribution := _contribution_point(study)) is not None:
@@ -859,84 +637,3 @@ def _contribution_point(study: Study) -> TeachingPoint | None:
         "20 % for classic HCC and the arterial phase at least half for hypovascular C.)",
         both and hypo_arterial >= 0.5,
     )
-
-
-# --- the shortcut audit ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Audit:
-    accuracy: float  # the triphasic model trained and tested with every lesion painted over
-    largest_class_share: float  # what always answering the commonest category scores
-    n_test: int
-    passed: bool  # at chance, or no better than knowing the background (cirrhosis) alone
-    explanation: str
-    cirrhosis_rule: float | None = None  # what knowing only cirrhotic / normal liver scores
-    verdict: str = ""  # a few words for a metric tile
-
-
-def shortcut_audit(study: Study) -> Audit | None:
-    """The shortcut audit of metrics.json, with its explanation; None when the study has none."""
-    audit = study.metrics.get("shortcut_audit")
-    if not audit:
-        return None
-    acc, share = float(audit["accuracy_without_lesion"]), float(audit["largest_class_share"])
-    rule = audit.get("cirrhosis_rule_accuracy")
-    rule = float(rule) if rule is not None else None
-    text = (
-        "**What was tested.** A triphasic model was trained and tested on the same cases with every "
-        "lesion painted over by liver: everything else (the crop position, the liver around it, "
-        "noise, scanner, body size) stayed as it was. Such a model cannot see any lesion, so it "
-        "should do no better than always answering the commonest category "
-        f"({share:.2f} of the {int(audit.get('n_test', 0))} test cases{_audit_cohort(audit)}). "
-    )
-    background = (
-        "In the phantom, as in real patients, a cirrhotic liver is common around classic HCC and "
-        "category-C nodules and rare around metastases, haemangiomas and cysts, and the crop shows "
-        "that liver"
-    )
-    if acc <= share + AUDIT_MARGIN:
-        passed, verdict = True, "no shortcut"
-        text += (
-            f"**Result.** Accuracy without lesions {acc:.2f}: at that level. The generator leaves no "
-            "shortcut: what the models get right, they get from the lesion."
-        )
-    elif rule is not None and acc <= max(rule, share) + AUDIT_MARGIN:
-        passed, verdict = True, "background only"
-        text += (
-            f"**Result.** Accuracy without lesions {acc:.2f}, {acc - share:.2f} above that level. "
-            f"{background}: a rule that knows only whether the liver is cirrhotic, and answers the "
-            f"commonest category for a cirrhotic or a normal liver, scores {rule:.2f}. The "
-            "lesion-free model does no better than that rule, so the surroundings tell it about the "
-            "background, as they would tell a radiologist, and nothing else: no scanner, noise, size "
-            "or position shortcut."
-        )
-    else:
-        passed, verdict = False, "above chance"
-        text += (
-            f"**Result.** Accuracy without lesions {acc:.2f}, {acc - share:.2f} above that level: the "
-            f"surroundings carry information about the category. {background}"
-            + (f" (knowing only that scores {rule:.2f})" if rule is not None else "")
-            + ". Part of what the models get right may come from outside the lesion; the pointing "
-            "game shows how much of their attention is on the lesion."
-        )
-    for name, other in (audit.get("other_tests") or {}).items():
-        text += (
-            f" On {name} without lesions: {float(other['accuracy_without_lesion']):.2f} against "
-            f"{float(other['largest_class_share']):.2f} ({int(other['n_test'])} cases"
-            + (
-                f"; cirrhosis alone {float(other['cirrhosis_rule_accuracy']):.2f}"
-                if other.get("cirrhosis_rule_accuracy") is not None
-                else ""
-            )
-            + ")."
-        )
-    return Audit(acc, share, int(audit.get("n_test", 0)), passed, text, rule, verdict)
-
-
-def _audit_cohort(audit: dict) -> str:
-    seeds = audit.get("seeds") or []
-    parts = [str(audit["test"])] if audit.get("test") else []
-    if len(seeds) > 1:
-        parts.append(f"median of {len(seeds)} models")
-    return f"; {', '.join(parts)}" if parts else ""
