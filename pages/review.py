@@ -6,16 +6,16 @@ from functools import partial
 
 import streamlit as st
 
-from livercore import dicom_io, preprocess
+from livercore import preprocess
 from livercore.app import cases, compare, figures, inputs, state, ui
 from livercore.app.marks import MarkMode, apply_selection, describe_box, resize_boxes
 from livercore.app.measure import ROI_DIAMETER_MM, measure_case
 from livercore.app.report import report_json, report_png
+from livercore.app.uploads import UploadPool
 from livercore.errors import InputError
 from livercore.vocab import CAM_METHODS, CATEGORIES, LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
 
 WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
-POOL = "upload_pool"  # the uploads in memory: items, labels, phase assignment, what was built from them
 
 ui.require_router()
 st.title("Review a lesion")
@@ -51,32 +51,18 @@ def use_pool(
 ) -> None:
     """Keep what was uploaded (in memory) and propose which item is which phase. `files`
     identifies the uploads, `view` the slices chosen from them (a new view keeps the marks)."""
-    pool = st.session_state.get(POOL)
-    if pool and pool["source"] == source and pool["files"] == files:
-        if pool["view"] != view or pool["pixel_mm"] != pixel_mm:
-            pool.update(view=view, items=items, labels=labels, pixel_mm=pixel_mm)
+    pool = state.upload_pool()
+    if pool and pool.holds(source, files):
+        pool.show(view, items, labels, pixel_mm)
         return
-    assignment = (
-        dicom_io.assign_phases(items) if source == "dicom" else dict(zip(PHASES, range(3), strict=True))
-    )
-    st.session_state[POOL] = {
-        "source": source,
-        "files": files,
-        "view": view,
-        "items": items,
-        "labels": labels,
-        "assignment": assignment,
-        "pixel_mm": pixel_mm,
-        "version": 0,
-        "built": None,
-    }
+    state.set_upload_pool(UploadPool.start(source, files, view, items, labels, pixel_mm))
     st.query_params.clear()
 
 
 def reorder_phases(suggested: dict[Phase, Phase]) -> None:
-    pool = st.session_state[POOL]
-    pool["assignment"] = inputs.assignment_from_check(pool["assignment"], suggested)
-    pool["version"] += 1  # new keys: the phase selectboxes start from the new assignment
+    pool = state.upload_pool()
+    if pool is not None:
+        pool.reorder(suggested)
 
 
 try:
@@ -172,35 +158,29 @@ except InputError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
 
-pool = st.session_state.get(POOL)
-if source != "library" and pool and pool["source"] == source:
+pool = state.upload_pool()
+if source != "library" and pool and pool.source == source:
     with st.expander("Which image is which phase", expanded=False):
         st.caption("Proposed from acquisition times and series descriptions; correct it here if needed.")
-        new = {}
+        by_phase: dict[Phase, int] = {}
         for column, p in zip(st.columns(3), PHASES, strict=True):
-            new[p] = column.selectbox(
+            by_phase[p] = column.selectbox(
                 p.value,
                 range(3),
-                index=pool["assignment"][p],
-                format_func=lambda i: pool["labels"][i],
-                key=f"assign_{p}_{pool['files']}_{pool['version']}",
+                index=pool.assignment[p],
+                format_func=lambda i: pool.labels[i],
+                key=f"assign_{p}_{pool.files}_{pool.version}",
             )
-        if sorted(new.values()) == [0, 1, 2]:
-            pool["assignment"] = new
-        else:
+        if not pool.assign(by_phase):
             st.error("Each image must be used for exactly one phase.")
-    built = (pool["files"], pool["view"], pool["pixel_mm"], tuple(pool["assignment"].items()))
-    if pool["built"] != built:
-        keep = pool["built"] is not None and pool["built"][0] == pool["files"]
+    if pool.stale:
+        keep = pool.keeps_marks
         try:
-            uploaded = inputs.case_from_pool(
-                source, pool["items"], pool["assignment"], pixel_mm=pool["pixel_mm"]
-            )
+            uploaded = pool.build()
         except InputError as err:
             st.error(str(err), icon=":material/error:")
             st.stop()
         state.set_case(uploaded, state.current_marks() if keep else None)
-        pool["built"] = built
 
 case = state.current_case()
 if case is None or (source != "library" and case.source != source):
@@ -220,11 +200,11 @@ if check is not None:
     else:
         st.warning(
             f"Phase check. {check.message} Correct it under 'Which image is which phase' above, or:"
-            if pool and case.source == pool["source"]
+            if pool and case.source == pool.source
             else f"Phase check. {check.message}",
             icon=":material/swap_horiz:",
         )
-        if check.suggested and pool and case.source == pool["source"]:
+        if check.suggested and pool and case.source == pool.source:
             st.button("Use the order the aorta suggests", on_click=reorder_phases, args=(check.suggested,))
 elif case.is_hu:
     st.caption(

@@ -24,6 +24,7 @@ from livercore.app.figures import display_u8, png_data_uri
 from livercore.app.inputs import ReviewCase, aorta_check
 from livercore.app.marks import Marks
 from livercore.app.measure import PhaseCheck, Point
+from livercore.app.uploads import UploadPool
 from livercore.paths import default_models_dir
 from livercore.preprocess import CROP_SIZE
 from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page mu
 
 CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
 MARKS_KEY = "review_marks"  # its Marks
+POOL_KEY = "upload_pool"  # the review page's UploadPool: the uploads in memory and their phases
 # Inference threads per process. One: the 70 x 70 networks are too small to gain from intra-op
 # parallelism, and on the 2-core demo server five models + Grad-CAM took 0.09 s with one thread
 # against 1.8 s with two (OpenMP threads contending with Streamlit's own).
@@ -171,6 +173,15 @@ def set_case(case: ReviewCase | None, marks: Marks | None = None) -> None:
 
 def set_marks(marks: Marks) -> None:
     st.session_state[MARKS_KEY] = marks
+
+
+def upload_pool() -> UploadPool | None:
+    """This session's uploads on the review page, if any."""
+    return st.session_state.get(POOL_KEY)
+
+
+def set_upload_pool(pool: UploadPool) -> None:
+    st.session_state[POOL_KEY] = pool
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
