@@ -21,12 +21,22 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from livercore.model import LiverNet, as_input, probabilities
 from livercore.vocab import Category, Phase
+
+if TYPE_CHECKING:  # torch is imported where the values are computed: the pages that only show
+    import torch  # a PhaseContribution (and its sentence) must not wait for it
+
+    from livercore.model import LiverNet
+
+
+def points_text(value: float) -> str:
+    """A Shapley value (probability) in signed percentage points: "+65", "-3", "0"."""
+    points = round(value * 100)
+    return f"{points:+d}" if points else "0"
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class PhaseContribution:
         text += f" ({', '.join(rest)})." if rest else "."
         for p, v in self.points.items():
             if v <= -0.005:  # half a percentage point: below that, the bars show nothing either
-                text += f" The {p.value} phase speaks against it ({v * 100:+.0f} points)."
+                text += f" The {p.value} phase speaks against it ({points_text(v)} points)."
         return text
 
 
@@ -78,6 +88,8 @@ def flat_baseline(x: torch.Tensor) -> torch.Tensor:
 def coalition_inputs(x: torch.Tensor, baseline: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
     """Every subset of the C channels shown (the rest at the baseline): (2^C, C, H, W) and the
     subsets, in the order of the batch. x and baseline: (1, C, H, W)."""
+    import torch
+
     n = x.shape[1]
     subsets = [s for k in range(n + 1) for s in itertools.combinations(range(n), k)]
     shown = torch.zeros(len(subsets), n, 1, 1, dtype=x.dtype, device=x.device)
@@ -105,6 +117,10 @@ def phase_contributions(
     """Exact Shapley value of each phase for P(target), from one input (C, 70, 70) uint8 whose
     channels are `phases` (the phase-model's order). Callers sharing `net` between threads hold
     `analysis.MODEL_LOCK`."""
+    import torch
+
+    from livercore.model import as_input, probabilities
+
     if x_uint8.shape[0] != len(phases):
         raise ValueError(f"{x_uint8.shape[0]} channels for {len(phases)} phases")
     x = as_input(x_uint8, next(net.parameters()).device)

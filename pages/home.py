@@ -27,20 +27,53 @@ st.markdown(
     "rationale (class activation maps) on their own cases; teaching demonstrations. Uploaded images stay "
     "in the server's memory for your session only: they are not stored or logged."
 )
-c1, c2 = st.columns(2)
-with c1:
-    st.page_link("pages/review.py", label="Review a lesion", icon=":material/search:")
-    st.caption(
+st.subheader("Where to start")
+st.markdown(
+    "**Residents:** start in the **Teaching library** (every category and subtype, phase by phase, with "
+    "its findings), then test yourself in the **Quiz**. Open **Review a lesion** to see what the network "
+    "makes of a case, and **Study results** for how the models did against the paper."
+)
+STARTS = (
+    (
+        "pages/library.py",
+        "Teaching library",
+        ":material/menu_book:",
+        "Liver masses of every category and subtype in the three phases, with their time-attenuation "
+        "curve, their findings and why they belong to their category.",
+    ),
+    (
+        "pages/quiz.py",
+        "Quiz",
+        ":material/quiz:",
+        "Which category is this lesion? Answer, then see the criteria, the findings and what the "
+        "network said; the categories you miss come back more often.",
+    ),
+    (
+        "pages/review.py",
+        "Review a lesion",
+        ":material/search:",
         "Open an example case in one click or upload your own three phases (DICOM slices, a DICOM "
         "series per phase, or screen captures); mark the lesion; see measurements, the five "
-        "category probabilities and Grad-CAM maps; download a de-identified report."
-    )
-with c2:
-    st.page_link("pages/compare.py", label="Compare the five phase-models", icon=":material/compare:")
-    st.caption(
+        "category probabilities and Grad-CAM maps; download a de-identified report.",
+    ),
+    (
+        "pages/compare.py",
+        "Compare phase-models",
+        ":material/compare:",
         "The same lesion through all five phase-models, where they agree or disagree, and what "
-        "the paper reported for each model."
-    )
+        "the paper reported for each model.",
+    ),
+    (
+        "pages/results.py",
+        "Study results",
+        ":material/analytics:",
+        "The paper's tables beside ours (accuracy, sensitivity, ROC), the confusions the paper "
+        "teaches and the cases behind each, and whether the network looks at the lesion.",
+    ),
+)
+for column, (path, title, icon, what) in zip(st.columns(3) + st.columns(3), STARTS, strict=False):
+    column.page_link(path, label=title, icon=icon)
+    column.caption(what)
 
 st.subheader("Loaded models")
 cards = state.model_cards()
@@ -48,6 +81,13 @@ if cards:
     st.caption(
         f"From {state.models_dir()}. Each model card says what the model was trained on, when and "
         "how accurate it was on its test set; the paper's figures are beside them."
+    )
+    st.markdown(
+        "**Not the same test.** The rows *this model* are measured on the model's own data (rows "
+        "*trained on* and *tested on*; the bundled models: synthetic CT from the livercore phantom), "
+        "one training each. The rows *paper* are Yasaka et al.'s, on patients' CT: 100 test patients, "
+        "median (range) of five trainings. The phantom follows the textbook patterns more closely than "
+        "patients do, so a higher score here does not make a better network than the paper's."
     )
     st.table(ui.model_cards_table(cards))
     missing = [m for m in MODEL_NAMES if m not in cards]

@@ -198,12 +198,13 @@ if check is not None:
     if check.plausible:
         st.caption(f":material/check_circle: Phase check. {check.message}")
     else:
-        st.warning(
-            f"Phase check. {check.message} Correct it under 'Which image is which phase' above, or:"
-            if pool and case.source == pool.source
-            else f"Phase check. {check.message}",
-            icon=":material/swap_horiz:",
-        )
+        correctable = pool is not None and case.source == pool.source
+        hint = ""
+        if correctable:
+            hint = " Correct it under 'Which image is which phase' above" + (
+                ", or:" if check.suggested else "."
+            )
+        st.warning(f"Phase check. {check.message}{hint}", icon=":material/swap_horiz:")
         if check.suggested and pool and case.source == pool.source:
             st.button("Use the order the aorta suggests", on_click=reorder_phases, args=(check.suggested,))
 elif case.is_hu:
@@ -324,7 +325,8 @@ if case.is_hu:
     m1.table(measurements.rows())
     m1.caption(
         "Mean ± SD in HU. Lesion: the central 70 % of its box. Liver: a 1 cm circle where you click "
-        "'Liver ROI', otherwise a ring 3-11 mm outside the lesion (soft-tissue pixels only)."
+        "'Liver ROI', otherwise a ring 3-11 mm outside the lesion (soft-tissue pixels, vessels and "
+        "other outliers beyond 3 robust SDs of the ring's median left out)."
     )
     m2.plotly_chart(figures.attenuation_figure(measurements), key="tac")
 else:
@@ -389,7 +391,7 @@ st.subheader("5. Report and link")
 d1, d2, d3 = st.columns([1, 1, 2])
 d1.download_button(
     "Report (PNG)",
-    partial(report_png, case, analysis, opacity=opacity),
+    partial(report_png, case, analysis, marks=marks, measurements=measurements, opacity=opacity),
     "livercore-report.png",
     "image/png",
     on_click="ignore",

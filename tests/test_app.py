@@ -115,6 +115,41 @@ def test_home_page_shows_disclaimer_and_model_cards(models_dir: Path) -> None:
     assert "0.84 (0.82-0.90)" in table.to_string()  # the paper's triphasic test accuracy beside the card
 
 
+def test_home_page_starts_residents_at_the_library_quiz_and_results(models_dir: Path) -> None:
+    import re
+
+    at = app_at("pages/home.py")
+    assert not at.exception
+    # the router's page titles (streamlit_app.py), so the home page's links read as the menu does
+    router = dict(re.findall(r'st\.Page\(\s*"pages/(\w+)\.py",\s*title="([^"]+)"', Path(APP).read_text()))
+    links = {link.proto.label: link.proto.page for link in at.get("page_link")}
+    for page in ("library", "quiz", "results", "review", "compare"):
+        assert router[page] in links, router[page]
+    assert links[router["library"]] == "library" and links[router["quiz"]] == "quiz"
+    assert links[router["results"]] == "results"
+    body = texts(at)
+    assert "**Residents:** start in the **Teaching library**" in body and "**Quiz**" in body
+    assert "synthetic CT from the livercore phantom" in body and "on patients' CT" in body
+
+
+def test_model_cards_say_which_figures_are_phantom_and_which_patients() -> None:
+    from livercore.app import ui
+
+    card = {
+        "trained_on": "train-2013 phantom cohort (seed 0)",
+        "tested_on": "100 cases",
+        "test_accuracy": 0.96,
+    }
+    table = ui.model_cards_table({"triphasic": card})
+    assert table.loc["this model: test accuracy, synthetic phantom CT", "Triphasic"] == "0.960"
+    paper = next(label for label in table.index if label.startswith("paper: test accuracy"))
+    assert "100 patients" in paper and table.loc[paper, "Triphasic"] == "0.84 (0.82-0.90)"
+    own = ui.model_cards_table({"triphasic": {**card, "trained_on": "120 image sets"}})
+    assert (
+        "this model: test accuracy, its own data (trained on, tested on)" in own.index
+    )  # no phantom claimed
+
+
 def test_review_page_without_a_case_asks_for_one(models_dir: Path) -> None:
     at = app_at("pages/review.py")
     assert not at.exception
@@ -421,6 +456,49 @@ def test_zoom_stays_inside_the_image() -> None:
     assert (r0, r1) == (-0.5, 127.5) and (c0 + c1) / 2 == 300.0
 
 
+def test_zoomed_field_keeps_the_roi_marks_whole() -> None:
+    lesion = (162.0, 158.0, 186.0, 182.0)  # a 24-pixel box around (174, 170)
+    aorta = (288.0, 256.0, 308.0, 276.0)  # a circle around (298, 266)
+    (r0, r1), (c0, c1) = figures.zoom_ranges((512, 512), 2.0, (174.0, 170.0), keep=[lesion, aorta])
+    assert r1 - r0 == 256 and c1 - c0 == 256  # the zoom asked for
+    for top, left, bottom, right in (lesion, aorta):
+        assert r0 <= top and bottom <= r1 and c0 <= left and right <= c1
+    assert figures.zoom_ranges((512, 512), 2.0, (174.0, 170.0))[0][1] < aorta[2]  # without keep: cut
+    far = (400.0, 400.0, 420.0, 420.0)  # cannot share a 4x field with the lesion: the lesion wins
+    assert figures.zoom_ranges((512, 512), 4.0, (174.0, 170.0), keep=[lesion, far]) == (
+        (110.0, 238.0),
+        (106.0, 234.0),
+    )
+
+
+def test_viewer_draws_its_rois_whole_and_keeps_the_toolbar_off_the_image() -> None:
+    uri = figures.png_data_uri(np.zeros((512, 512), np.uint8))
+    box = LesionBox(174, 170, 24, 24)
+    fig = figures.viewer_figure(
+        uri,
+        (512, 512),
+        box=box,
+        liver=(190.0, 260.0),
+        aorta=(298.0, 266.0),
+        roi_radius_px=7,
+        zoom=2.0,
+        centre=(174.0, 170.0),
+    )
+    c0, c1 = fig.layout.xaxis.range
+    r1, r0 = fig.layout.yaxis.range
+    for shape in fig.layout.shapes:
+        assert c0 <= shape.x0 and shape.x1 <= c1 and r0 <= shape.y0 and shape.y1 <= r1, shape
+    assert (
+        fig.layout.height == fig.layout.width + figures.TOOLBAR_PX == figures.VIEWER_PX + figures.TOOLBAR_PX
+    )
+    assert fig.layout.margin.t == figures.TOOLBAR_PX  # the toolbar's band, above the image
+    assert {"zoom2d", "pan2d"} <= set(fig.layout.modebar.remove)  # they would take over the box drag
+    stats: dict[Phase, measure.RoiStats | None] = dict.fromkeys(PHASES, measure.RoiStats(50.0, 10.0, 100))
+    curve = figures.attenuation_figure(measure.Measurements(stats, stats, stats, {}))
+    assert curve.layout.margin.t == figures.TOOLBAR_PX and curve.layout.legend.y < 0  # legend below
+    assert figures.probability_figure(np.full(5, 0.2)).layout.margin.t == figures.TOOLBAR_PX
+
+
 def test_sniff_reads_content_not_names() -> None:
     assert inputs.sniff(b"\0" * 128 + b"DICM....") == "dicom"
     assert inputs.sniff(b"\x89PNG\r\n\x1a\n....") == "png"
@@ -524,6 +602,63 @@ def test_report_is_deidentified(models_dir: Path, phantom_dicom) -> None:
     assert image.format == "PNG" and not image.info.get("text") and "exif" not in image.info
 
 
+def test_report_png_labels_fit_and_it_shows_the_hu_table_and_the_lesion_box(
+    models_dir: Path, phantom_dicom
+) -> None:
+    from livercore.analysis import analyse_crops, load_models
+    from livercore.dicom_io import read_ct_slice
+
+    slices = {p: read_ct_slice(phantom_dicom[p], label=f"x_{p}.dcm") for p in PHASES}
+    case = inputs.case_from_slices(slices, source="dicom", title="Uploaded DICOM slices")
+    m = pool_marks((214, 200), 70)
+    analysis = analyse_crops(inputs.crops_for(case, m.boxes), load_models(models_dir))
+    meas = measure.measure_case(case.images, case.spacing_mm, m.boxes, m.liver, m.aorta)
+    sheet = report.render_report(case, analysis, marks=m, measurements=meas)
+    width, height = sheet.image.size
+    for line in sheet.texts:  # nothing cut at the sheet's edges or running out of its column
+        x0, y0, x1, y1 = line.box
+        assert x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height, line
+        assert line.column[0] <= x0 and x1 <= line.column[1], line
+    labels = [t for t in sheet.texts if t.column[1] <= report.LABEL_W]  # the row labels, left of the images
+    label_column = " ".join(t.text for t in labels)
+    for r in analysis.results.values():
+        assert f"top: {r.predicted.value} {r.predicted.info.name}" in label_column  # whole, maybe wrapped
+    shown = [t.text for t in sheet.texts]
+    for row in meas.rows():  # the HU table: every ROI and every mean ± SD
+        assert all(str(v) in shown for v in row.values()), row
+    assert "ROI" not in [t.text for t in report.render_report(case, analysis, marks=m).texts]
+    yellow = tuple(int(figures.MARK_COLOURS["lesion"][i : i + 2], 16) for i in (1, 3, 5))
+    spacing = case.spacing_mm[A]
+    assert spacing is not None
+    side = report.CONTEXT_FACTOR * 64 / spacing  # the phase image's field (pixels)
+    for p in PHASES:
+        x0, y0, x1, y1 = sheet.lesion_boxes[p]
+        assert sheet.image.getpixel(((x0 + x1) // 2, y0)) == yellow
+        assert sheet.image.getpixel(((x0 + x1) // 2, (y0 + y1) // 2)) != yellow  # an outline
+        assert x1 - x0 == pytest.approx(70 * report.PHASE_TILE / side, abs=2)
+    png = report.report_png(case, analysis, marks=m, measurements=meas)
+    assert Image.open(io.BytesIO(png)).size == (width, height)
+
+
+def test_report_phase_images_of_screen_captures_keep_to_the_network_field() -> None:
+    images = {p: np.full((400, 400), 100, np.uint8) for p in PHASES}
+    for image in images.values():
+        image[:40, :40] = 255  # a corner with burned-in text, 150 pixels from the lesion
+    box = LesionBox(200, 200, 40, 40)  # network field: 2.5 x 40 = 100 pixels
+    capture = inputs.case_from_captures(images, pixel_mm=None)
+    view, (x0, _, x1, _) = report.phase_view(capture, A, box)
+    assert view.max() == 100  # the corner stays out of the report
+    assert x1 - x0 == pytest.approx(report.PHASE_TILE * 40 / 100, abs=2)
+    ct = inputs.make_case(
+        source="dicom",
+        title="t",
+        images={p: np.where(images[p] == 255, 400.0, 60.0).astype(np.float32) for p in PHASES},
+        spacing_mm=dict.fromkeys(PHASES, 0.16),  # the 64 mm network field is 400 pixels
+        is_hu=True,
+    )
+    assert report.phase_view(ct, A, box)[0].max() == 255  # CT: the lesion in its surroundings
+
+
 def test_findings_sentence_reads_like_a_report() -> None:
     flags = {"aphe": 1, "washout": 1, "capsule": 1, "mosaic": 0, "cirrhosis": 1}
     assert build_cases.findings_sentence(flags, "A", 23.4) == (
@@ -545,3 +680,27 @@ def test_example_library_is_complete_and_small() -> None:
     assert case.lesion_boxes.keys() == set(PHASES) and case.reference is not None
     with pytest.raises(InputError, match="no example case"):
         cases.load_library_case("../../etc/passwd")
+
+
+def test_a_model_file_of_the_old_format_is_refused_with_its_reason(tmp_path: Path) -> None:
+    import torch
+
+    folder = write_untrained_models(tmp_path / "models")
+    blob = torch.load(folder / "delayed.pt", weights_only=True)
+    blob["format"] = "livercore-model/1"  # as saved before the contract was recorded
+    torch.save(blob, folder / "delayed.pt")
+    before = os.environ.get("LIVERCORE_MODELS")
+    os.environ["LIVERCORE_MODELS"] = str(folder)
+    try:
+        at = app_at("pages/review.py", {"case": EXAMPLE})
+        assert not at.exception
+        refusals = [w.value for w in at.warning if "Model not loaded" in w.value]
+        assert len(refusals) == 1 and "delayed.pt is a livercore-model/1 file" in refusals[0]
+        assert at.selectbox(key="review_model").options == [
+            PHASE_MODELS[n].label for n in MODEL_NAMES if n != "delayed"
+        ]
+    finally:
+        if before is None:
+            os.environ.pop("LIVERCORE_MODELS", None)
+        else:
+            os.environ["LIVERCORE_MODELS"] = before

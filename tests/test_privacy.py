@@ -555,7 +555,7 @@ def test_reports_are_deidentified(
     ]
     assert not dated, dated
 
-    png = report_png(review, analysis, opacity=0.45)
+    png = report_png(review, analysis, marks=marks, measurements=measurements, opacity=0.45)
     assert_png_clean(png, needles)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from livercore import study_folder, study_tables
 from livercore.app import inputs, library, quiz, results
 from livercore.errors import InputError
 from livercore.vocab import CATEGORIES, DISCLAIMER, PHASES, SUBTYPES, Category, Phase
@@ -25,8 +27,8 @@ U, A, D = PHASES
 
 
 @pytest.fixture(scope="module")
-def study() -> results.Study:
-    return results.load_study(STUDY)
+def study() -> study_folder.Study:
+    return study_folder.load_study(STUDY)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def site_env(site_folder: Path) -> Iterator[Path]:
 
 
 def test_confusion_cell_lists_exactly_the_cases_of_predictions_test(
-    study: results.Study, predictions: pd.DataFrame
+    study: study_folder.Study, predictions: pd.DataFrame
 ) -> None:
     arterial = predictions[predictions.model == "arterial"]
     expected = arterial[(arterial.category == "A") & (arterial.predicted == "C")]
@@ -90,7 +92,7 @@ def test_confusion_cell_lists_exactly_the_cases_of_predictions_test(
     assert results.cell_cases(study, "triphasic", None, "E", "A").empty
 
 
-def test_pooled_confusion_is_the_sum_of_the_sessions(study: results.Study) -> None:
+def test_pooled_confusion_is_the_sum_of_the_sessions(study: study_folder.Study) -> None:
     pooled = results.confusion_counts(study, "delayed")
     total = sum(results.confusion_counts(study, "delayed", s) for s in study.sessions("delayed"))
     assert (pooled == total).all().all()
@@ -101,7 +103,7 @@ def test_pooled_confusion_is_the_sum_of_the_sessions(study: results.Study) -> No
 
 
 def test_teaching_point_evidence_is_counted_from_the_study(
-    study: results.Study, predictions: pd.DataFrame
+    study: study_folder.Study, predictions: pd.DataFrame
 ) -> None:
     arterial = predictions[predictions.model == "arterial"]
     per_session = [
@@ -122,21 +124,23 @@ def test_teaching_point_evidence_is_counted_from_the_study(
     assert [p.shown for p in points][-1] is None  # the limitations are not a testable claim
 
 
-def test_tables_put_ours_beside_the_paper(study: results.Study) -> None:
-    table2 = results.accuracy_table(study)
+def test_tables_put_ours_beside_the_paper(study: study_folder.Study) -> None:
+    table2 = study_tables.accuracy_table(study)
     assert table2.loc["Triphasic", "test: paper"] == "0.84 (0.82-0.90)"
     acc = study.summary["models"]["triphasic"]["accuracy"]
-    assert table2.loc["Triphasic", "test: ours"] == f"{acc['median']:.2f} ({acc['low']:.2f}-{acc['high']:.2f})"
+    assert (
+        table2.loc["Triphasic", "test: ours"] == f"{acc['median']:.2f} ({acc['low']:.2f}-{acc['high']:.2f})"
+    )
     assert table2.loc["Unenhanced", "Steel P vs triphasic: paper"] == ".031"
-    table3 = results.sensitivity_table(study)
-    assert len(table3) == 2 * len(results.SENSITIVITY_ROWS)
+    table3 = study_tables.sensitivity_table(study)
+    assert len(table3) == 2 * len(study_tables.SENSITIVITY_ROWS)
     assert table3.loc["C hypervascular: paper", "Arterial"] == "0.57 [12/21] (0.52-0.76)"
-    auc = results.auc_table(study)
+    auc = study_tables.auc_table(study)
     assert auc.loc["Delayed", "paper (clinical score)"] == "0.81 (0.79-0.82)"
-    assert "P < .001 (ours)" in results.kruskal_wallis_text(study)
+    assert "P < .001 (ours)" in study_tables.kruskal_wallis_text(study)
 
 
-def test_roc_sessions_match_the_metrics_and_the_median_is_bold(study: results.Study) -> None:
+def test_roc_sessions_match_the_metrics_and_the_median_is_bold(study: study_folder.Study) -> None:
     rocs = results.session_rocs(study, "triphasic")
     stored = {
         int(k.split("/s")[1]): v["auc_clinical"]["auc"]
@@ -150,7 +154,7 @@ def test_roc_sessions_match_the_metrics_and_the_median_is_bold(study: results.St
     assert sum(t.line.width == 3.5 for t in fig.data) == len(study.models)
 
 
-def test_pointing_game_and_shortcut_audit(study: results.Study) -> None:
+def test_pointing_game_and_shortcut_audit(study: study_folder.Study) -> None:
     pointing = results.pointing_summary(study)
     assert pointing is not None
     energy, chance = pointing
@@ -158,10 +162,10 @@ def test_pointing_game_and_shortcut_audit(study: results.Study) -> None:
     e = table[(table.model == "delayed") & (table.category == "E")].energy_in_lesion.median()
     assert energy.loc["Delayed", "E"] == pytest.approx(e)
     assert (chance.loc["Triphasic"] < energy.loc["Triphasic"]).all()  # triphasic beats chance everywhere
-    audit = results.shortcut_audit(study)
+    audit = study_tables.shortcut_audit(study)
     shipped = study.metrics["shortcut_audit"]
     assert audit is not None and audit.accuracy == pytest.approx(shipped["accuracy_without_lesion"])
-    assert audit.passed == (audit.accuracy <= audit.largest_class_share + results.AUDIT_MARGIN)
+    assert audit.passed == (audit.accuracy <= audit.largest_class_share + study_tables.AUDIT_MARGIN)
     assert f"{audit.accuracy:.2f}" in audit.explanation and "test-2016" in audit.explanation
 
 
@@ -175,7 +179,7 @@ def test_pointing_game_and_shortcut_audit(study: results.Study) -> None:
     ],
 )
 def test_shortcut_audit_verdicts(
-    study: results.Study, accuracy: float, rule: float | None, passed: bool, verdict: str, words: str
+    study: study_folder.Study, accuracy: float, rule: float | None, passed: bool, verdict: str, words: str
 ) -> None:
     metrics = dict(study.metrics)
     metrics["shortcut_audit"] = {
@@ -185,7 +189,7 @@ def test_shortcut_audit_verdicts(
         "cirrhosis_rule_accuracy": rule,
         "seeds": [1, 2, 3],
     }
-    audit = results.shortcut_audit(replace(study, metrics=metrics))
+    audit = study_tables.shortcut_audit(replace(study, metrics=metrics))
     assert audit is not None and audit.passed is passed and audit.verdict == verdict
     assert words in audit.explanation and "median of 3 models" in audit.explanation
 
@@ -194,13 +198,13 @@ def test_any_study_directory_is_validated(tmp_path: Path, small_study: Path) -> 
     (tmp_path / "metrics.json").write_text("{}")  # one of the two files only
     for folder in (tmp_path, tmp_path / "missing", tmp_path / "metrics.json"):
         with pytest.raises(InputError, match="is not a study directory on this server"):
-            results.validate_study_dir(folder)
+            study_folder.validate_study_dir(folder)
     with pytest.raises(InputError):
-        results.validate_study_dir("   ")
-    small = results.load_study(small_study)  # the summary is computed when metrics.json lacks it
+        study_folder.validate_study_dir("   ")
+    small = study_folder.load_study(small_study)  # the summary is computed when metrics.json lacks it
     assert small.models == ["triphasic", "arterial"]
-    assert results.accuracy_table(small).loc["Arterial", "training: ours"] == "—"
-    assert results.shortcut_audit(small) is None and results.pointing_summary(small) is None
+    assert study_tables.accuracy_table(small).loc["Arterial", "training: ours"] == "—"
+    assert study_tables.shortcut_audit(small) is None and results.pointing_summary(small) is None
     assert len(results.teaching_points(small)) == 4  # no delayed model: no delayed-phase point
 
 
@@ -236,17 +240,141 @@ def test_findings_read_like_a_radiologist() -> None:
     hu_a = {U: 45.0, A: 120.0, D: 80.0}
     liver = {U: 55.0, A: 80.0, D: 100.0}
     assert library.describe_findings(flags, "A", "imaging", lesion_hu=hu_a, liver_hu=liver) == (
-        "Unenhanced: hypo-attenuating to liver. Arterial: non-rim hyperenhancement with a mosaic pattern. "
-        "Delayed: washout and an enhancing capsule. Cirrhotic liver."
+        "Unenhanced: slightly hypo-attenuating to liver (-10 HU). Arterial: non-rim hyperenhancement with a "
+        "mosaic pattern. Delayed: washout and an enhancing capsule. Cirrhotic liver. Attenuation words compare "
+        "lesion and liver means. Iso-attenuating: under 5 HU apart in every phase, half the liver's pixel SD "
+        "on these images kept within 5-10 HU; slightly hypo- or hyper-attenuating: under 15 HU; markedly: "
+        "from 40 HU."
     )
     cyst = library.describe_findings(
         {}, "E", "simple_cyst", lesion_hu={U: 8.0, A: 9.0, D: 9.0}, liver_hu=liver
     )
-    assert cyst.startswith("Unenhanced: water attenuation (8 HU)") and "Non-cirrhotic liver." in cyst
+    assert cyst.startswith("Unenhanced: water attenuation (8 HU)") and cyst.endswith("Non-cirrhotic liver.")
     hyper_c = library.describe_findings(
         {"aphe": True}, "C", "hypervascular", lesion_hu={U: 55.0, A: 110.0, D: 88.0}, liver_hu=liver
     )
-    assert "Delayed: slightly hypo-attenuating to liver, no definite washout." in hyper_c
+    assert "Delayed: slightly hypo-attenuating to liver (-12 HU), no definite washout." in hyper_c
+    assert "Why category C, not A: arterial hyperenhancement without washout or capsule" in hyper_c
+
+
+@pytest.mark.parametrize(
+    ("liver_sd", "threshold"),
+    [(None, 5), (6.0, 5), (12.0, 6), (13.0, 7), (16.0, 8), (19.0, 10), (35.0, 10)],
+)
+def test_iso_threshold_is_half_the_liver_noise_within_5_to_10_hu(
+    liver_sd: float | None, threshold: int
+) -> None:
+    assert library.iso_threshold_hu(liver_sd) == threshold
+
+
+def test_a_lesion_8_hu_below_the_liver_is_iso_only_where_the_noise_hides_it() -> None:
+    liver = {U: 57.0, A: 80.0, D: 100.0}
+    lesion = {U: 49.0, A: 72.0, D: 92.0}  # 8 HU below the liver in every phase
+
+    def text(sd: float) -> str:
+        return library.describe_findings(
+            {}, "C", "hypovascular", lesion_hu=lesion, liver_hu=liver, liver_sd_hu=dict.fromkeys(PHASES, sd)
+        )
+
+    typical = text(12.0)  # the phantom's (and real CT's) liver noise at 2.5-5 mm
+    assert "Unenhanced: slightly hypo-attenuating to liver (-8 HU)." in typical
+    assert "Delayed: slightly hypo-attenuating to liver (-8 HU)." in typical
+    assert "iso-attenuating to liver" not in typical
+    assert "Iso-attenuating: under 6 HU apart in every phase" in typical  # the threshold, stated
+    noisy = text(20.0)
+    assert "Unenhanced: iso-attenuating to liver (-8 HU)." in noisy
+    assert "Iso-attenuating: under 10 HU apart in every phase" in noisy
+    mixed = library.describe_findings(
+        {}, "C", "hypovascular", lesion_hu=lesion, liver_hu=liver, liver_sd_hu={U: 9.0, A: 14.0, D: 14.0}
+    )
+    assert "under 5 HU apart (unenhanced) and 7 HU (arterial, delayed)" in mixed
+
+
+def _hcc(
+    delayed_hu: float,
+    *,
+    subtype: str = "histology",
+    washout: bool = False,
+    necrosis: bool = False,
+    large: bool = False,
+) -> str:
+    """describe_findings of a classic-HCC lesion whose delayed-phase mean is `delayed_hu` (liver 100 HU)."""
+    flags = {"aphe": True, "capsule": True, "washout": washout, "necrosis": necrosis, "cirrhosis": True}
+    return library.describe_findings(
+        flags,
+        "A",
+        subtype,
+        lesion_hu={U: 45.0, A: 120.0, D: delayed_hu},
+        liver_hu={U: 55.0, A: 80.0, D: 100.0},
+        liver_sd_hu={U: 10.0, A: 13.0, D: 13.0},
+        diameter_mm=60.0 if large else 30.0,
+    )
+
+
+def test_an_hcc_without_washout_says_why_it_is_still_category_a() -> None:
+    classic = _hcc(82.0, washout=True)
+    assert "Delayed: washout and an enhancing capsule." in classic and "Why category" not in classic
+    atypical = _hcc(97.0)  # histology-proven, delayed 3 HU below the liver
+    assert "Delayed: an enhancing capsule; iso-attenuating to liver (-3 HU), no washout." in atypical
+    assert "Why category A without washout: histology proved this HCC." in atypical
+    assert "lack objective washout (atypical HCC)" in atypical and "Large HCCs" not in atypical
+    assert "Large HCCs (over 5 cm) often lack it" in _hcc(97.0, large=True)
+    necrotic = _hcc(70.0, necrosis=True)  # the mean takes in the necrotic centre
+    assert "hypo-attenuating to liver (-30 HU) on the mean of the lesion" in necrotic
+    assert "the enhancing tumour itself shows no washout" in necrotic and "Why category A without" in necrotic
+    imaging = _hcc(97.0, subtype="imaging")  # the study's imaging diagnosis needs washout: say so
+    assert "Why category A without washout: the phantom labels this an HCC diagnosed on imaging" in imaging
+    assert "ask for histology" in imaging
+
+
+def _phase_sentence(findings: str, phase: Phase) -> str:
+    start = findings.index(f"{phase.value.capitalize()}: ")
+    return findings[start : findings.index(". ", start)]
+
+
+def test_every_library_text_states_its_thresholds_and_keeps_to_them() -> None:
+    word = re.compile(
+        r"(iso|slightly hypo|slightly hyper|markedly hypo|markedly hyper|hypo|hyper)"
+        r"-attenuating to liver \(([+-]?\d+) HU\)"
+    )
+    checked = 0
+    for entry in library.library_entries():
+        text = entry.findings
+        if entry.category is Category.E:
+            assert "attenuating to liver" not in text
+            continue
+        rule = re.search(r"Iso-attenuating: under (.+?), half the liver's pixel SD", text)
+        assert rule, entry.case_id
+        if "in every phase" in rule[1]:
+            threshold = dict.fromkeys(PHASES, int(rule[1].split()[0]))
+        else:
+            threshold = {
+                Phase(name): int(t)
+                for t, names in re.findall(r"(\d+) HU (?:apart )?\(([a-z, ]+)\)", rule[1])
+                for name in names.split(", ")
+            }
+        assert set(threshold) == set(PHASES), entry.case_id
+        for phase in PHASES:
+            for words, number in word.findall(_phase_sentence(text, phase)):
+                size = abs(int(number))
+                expected = (
+                    "iso"
+                    if size < threshold[phase]
+                    else (
+                        "slightly "
+                        if size < library.SLIGHT_HU
+                        else "markedly "
+                        if size >= library.MARKED_HU
+                        else ""
+                    )
+                    + ("hyper" if int(number) > 0 else "hypo")
+                )
+                assert words == expected, (entry.case_id, phase, words, number, threshold[phase])
+                checked += 1
+        delayed = _phase_sentence(text, D)
+        if entry.category is Category.A and ("no washout" in delayed or "no definite washout" in delayed):
+            assert "Why category A without washout" in text, entry.case_id
+    assert checked >= 60  # most library texts carry several measured attenuation words
 
 
 def test_phantom_ids_are_parsed_from_the_right_and_checked() -> None:
@@ -408,7 +536,7 @@ def all_text(at) -> str:
     return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
 
 
-def test_results_page_tables_teaching_points_and_cell_cases(study: results.Study) -> None:
+def test_results_page_tables_teaching_points_and_cell_cases(study: study_folder.Study) -> None:
     at = page("results")
     at.run()
     assert not at.exception
@@ -486,7 +614,7 @@ def test_quiz_page_answer_feedback_score_and_next_case() -> None:
     body = all_text(at)
     assert entry.category.info.description in body and entry.findings in body
     assert "What the network said" in body and "sees the same phases as you" in body
-    assert len(at.get("image")) >= 3 + 3 + 1  # phases, CAMs of the triphasic model, the colour bar
+    assert len(at.get("image")) == 3 + 1 + 1  # phases, the triphasic model's one CAM, the colour bar
     assert f"{entry.category.value} {entry.category.info.name} (1 of 1)" in body  # missed most
     assert at.session_state["quiz_score"].asked == 1
     at.button(key="quiz_next").click().run()
@@ -510,7 +638,7 @@ def test_quiz_page_single_phase_shows_only_that_phase() -> None:
     ]
 
 
-def test_cell_cases_of_every_cell_have_unique_columns(study: results.Study) -> None:
+def test_cell_cases_of_every_cell_have_unique_columns(study: study_folder.Study) -> None:
     for model in study.models:
         for session in [None, *study.sessions(model)]:
             for true in CATEGORIES:
@@ -520,7 +648,7 @@ def test_cell_cases_of_every_cell_have_unique_columns(study: results.Study) -> N
                     assert f"P({true.value}) %" in behind.columns
 
 
-def test_results_page_opens_every_confusion_cell_of_every_model(study: results.Study) -> None:
+def test_results_page_opens_every_confusion_cell_of_every_model(study: study_folder.Study) -> None:
     """A diagonal cell (A read as A) once crashed the page with duplicate column names."""
     at = page("results")
     at.run()

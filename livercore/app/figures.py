@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,11 +17,24 @@ from PIL import Image
 from plotly.colors import hex_to_rgb, sample_colorscale
 
 from livercore.app.measure import Measurements, Point
+from livercore.contribution import points_text
 from livercore.preprocess import LesionBox, window_to_uint8
 from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Phase, Window
 
+if TYPE_CHECKING:
+    from livercore.contribution import PhaseContribution
+
 MARK_COLOURS = {"lesion": "#F0E442", "liver": "#56B4E9", "aorta": "#E69F00"}  # Okabe-Ito: yellow, sky, orange
-VIEWER_PX = 320  # square: with scaleanchor, any other aspect would shift the field the zoom asked for
+# The viewer's image is square (scaleanchor). Streamlit narrows a figure to its column (three
+# phases side by side: about 335 px at 1500 px, 358 px on a 390 px phone), keeping its height;
+# the image then stays square at the column's width, at the top, with the spare height below.
+VIEWER_PX = 400
+# Height of the band above a figure that holds Plotly's toolbar (modebar) and Streamlit's
+# fullscreen button, so that neither covers the image, the bars or the legend.
+TOOLBAR_PX = 30
+# The viewer's toolbar: zoom in, zoom out, reset. Plotly's zoom and pan tools are left out:
+# they take over the drag that draws the lesion box, and no select tool is offered to get it back.
+VIEWER_TOOLBAR_REMOVE = ("zoom2d", "pan2d", "select2d", "lasso2d", "autoScale2d", "toImage")
 GRID_POINTS = 90  # clickable grid points per side: about 2 mm apart on a 512 matrix
 CAM_COLOURSCALE = "Turbo"  # perceptually ordered rainbow: dark blue (low) to dark red (high)
 
@@ -84,8 +98,17 @@ def viewer_figure(
             )
         )
     shapes = []
+    keep: list[tuple[float, float, float, float]] = []  # marks the field keeps whole, in this order
     if box is not None:
         shapes.append(_rect(box, MARK_COLOURS["lesion"]))
+        keep.append(
+            (
+                box.row - box.height / 2,
+                box.col - box.width / 2,
+                box.row + box.height / 2,
+                box.col + box.width / 2,
+            )
+        )
     radius = roi_radius_px or 7.0
     for roi, colour in ((liver, MARK_COLOURS["liver"]), (aorta, MARK_COLOURS["aorta"])):
         if roi is not None:
@@ -102,16 +125,30 @@ def viewer_figure(
                     "line": {"color": colour, "width": 2},
                 }
             )
-    (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre)
+            keep.append((r - radius - 3, c - radius - 3, r + radius + 3, c + radius + 3))  # + the line
+    (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre, keep=keep)
     fig.update_layout(
         shapes=shapes,
         width=size_px,
-        height=size_px,
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        height=size_px + TOOLBAR_PX,
+        margin={"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
         xaxis={"range": [c0, c1], "visible": False, "constrain": "domain"},
-        yaxis={"range": [r1, r0], "visible": False, "scaleanchor": "x", "constrain": "domain"},
+        yaxis={
+            "range": [r1, r0],
+            "visible": False,
+            "scaleanchor": "x",
+            "constrain": "domain",
+            "constraintoward": "top",
+        },
         plot_bgcolor="black",
-        paper_bgcolor="black",
+        paper_bgcolor="rgba(0,0,0,0)",
+        # grey icons: Plotly would pick white ones for the transparent band
+        modebar={
+            "remove": list(VIEWER_TOOLBAR_REMOVE),
+            "bgcolor": "rgba(0,0,0,0)",
+            "color": "#8a8a8a",
+            "activecolor": "#333333",
+        },
         hovermode="closest",
         showlegend=False,
         newselection={"line": {"color": MARK_COLOURS["lesion"], "width": 2}},
@@ -121,15 +158,30 @@ def viewer_figure(
 
 
 def zoom_ranges(
-    shape: tuple[int, int], zoom: float, centre: Point | None
+    shape: tuple[int, int],
+    zoom: float,
+    centre: Point | None,
+    *,
+    keep: Sequence[tuple[float, float, float, float]] = (),
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """((row0, row1), (col0, col1)) of the viewer's field: the image / zoom around `centre`
-    (default the image centre), shifted to stay inside the image. Pixel edges at +-0.5."""
+    (default the image centre), shifted to stay inside the image and to hold each mark of
+    `keep` ((row0, col0, row1, col1) extents, in order of priority) whole, as far as the field
+    can hold it with the marks before it. Pixel edges at +-0.5."""
     rows, cols = shape
+    halves = [size / max(zoom, 1.0) / 2 for size in (rows, cols)]
+    # where the field's centre may lie, per axis: inside the image ...
+    allowed = [(half - 0.5, size - 0.5 - half) for size, half in zip((rows, cols), halves, strict=True)]
+    for r0, c0, r1, c1 in keep:  # ... and where it holds each mark whole
+        narrowed = [
+            (max(lo, hi_mark - half), min(hi, lo_mark + half))
+            for (lo, hi), (lo_mark, hi_mark), half in zip(allowed, ((r0, r1), (c0, c1)), halves, strict=True)
+        ]
+        if all(lo <= hi for lo, hi in narrowed):
+            allowed = narrowed
     out = []
-    for size, c in zip((rows, cols), centre or (rows / 2, cols / 2), strict=True):
-        half = size / max(zoom, 1.0) / 2
-        c = min(max(c, half - 0.5), size - 0.5 - half)
+    for (lo, hi), half, c in zip(allowed, halves, centre or (rows / 2, cols / 2), strict=True):
+        c = (lo + hi) / 2 if lo > hi else min(max(c, lo), hi)
         out.append((c - half, c + half))
     return out[0], out[1]
 
@@ -170,7 +222,7 @@ def probability_figure(probabilities: np.ndarray, *, height: int = 230) -> go.Fi
     )
     fig.update_layout(
         height=height,
-        margin={"l": 0, "r": 40, "t": 10, "b": 30},
+        margin={"l": 0, "r": 40, "t": TOOLBAR_PX, "b": 30},
         xaxis={"range": [0, 100], "title": "probability (%)", "fixedrange": True},
         yaxis={"autorange": "reversed", "fixedrange": True},
     )
@@ -238,9 +290,10 @@ def attenuation_figure(measurements: Measurements, *, height: int = 300) -> go.F
         )
     fig.update_layout(
         height=height,
-        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        margin={"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
         yaxis={"title": "HU (mean ± SD)"},
-        legend={"orientation": "h", "y": 1.08},
+        # below the phase labels: the toolbar band above holds nothing but the toolbar
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"},
     )
     return fig
 
@@ -266,3 +319,38 @@ def cam_colourbar_png(width: int = 210, height: int = 12) -> np.ndarray:
 
 
 _CAM_LUT_RGB = _cam_lut()
+
+
+PHASE_COLOURS = {Phase.UNENHANCED: "#999999", Phase.ARTERIAL: "#D55E00", Phase.DELAYED: "#0072B2"}
+
+
+def contribution_figure(contribution: PhaseContribution, *, height: int = 170) -> go.Figure:
+    """One horizontal bar per phase: its Shapley value for P(target), in percentage points."""
+    phases = list(contribution.points)
+    values = [contribution.points[p] * 100 for p in phases]
+    limit = max(10.0, *(abs(v) * 1.25 for v in values))
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=[p.value for p in phases],
+            orientation="h",
+            marker_color=[PHASE_COLOURS[p] for p in phases],
+            text=[points_text(v / 100) for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y} phase: %{x:+.1f} points<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 30, "t": 10, "b": 30},
+        xaxis={
+            "range": [-limit, limit],
+            "title": f"points of P({contribution.target.value})",
+            "fixedrange": True,
+            "zeroline": True,
+        },
+        yaxis={"autorange": "reversed", "fixedrange": True},
+        showlegend=False,
+    )
+    return fig

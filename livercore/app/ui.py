@@ -15,28 +15,30 @@ import pandas as pd
 import streamlit as st
 
 from livercore.app import figures
-from livercore.app.compare import paper_reference
+from livercore.paper import model_reference
 from livercore.vocab import CAM_METHODS, DISCLAIMER, PHASE_MODELS, PHASES, Phase
 
 if TYPE_CHECKING:
     from livercore.analysis import ModelResult
 
 CROP_ZOOM = 3  # the 70 x 70 crops are shown at 210 x 210, nearest neighbour
+# Model-card rows; "{data}" is what the model was measured on (model_cards_table fills it in).
 CARD_FIELDS = {
     "phases": "phases",
     "trained_on": "trained on",
     "tested_on": "tested on",
     "date": "trained (UTC)",
     "device": "device",
-    "train_accuracy": "training accuracy",
-    "test_accuracy": "test accuracy",
-    "test_auc_clinical": "test AUC (A-B vs C-E)",
+    "train_accuracy": "this model: training accuracy, {data}",
+    "test_accuracy": "this model: test accuracy, {data}",
+    "test_auc_clinical": "this model: test AUC (A-B vs C-E), {data}",
     "code_version": "code version",
 }
+# The paper's rows (paper.md: Table 1, Table 2; five training sessions per model).
 PAPER_ROWS = {
-    "paper test accuracy": "paper: test accuracy, median (range)",
-    "paper training accuracy": "paper: training accuracy",
-    "paper AUC (A-B vs C-E)": "paper: test AUC (A-B vs C-E)",
+    "paper test accuracy": "paper: test accuracy, 100 patients (CT of 2016), median (range) of 5 trainings",
+    "paper training accuracy": "paper: training accuracy, 460 patients (CT of 2013), median (range)",
+    "paper AUC (A-B vs C-E)": "paper: test AUC (A-B vs C-E), 100 patients, median (range)",
 }
 
 
@@ -96,11 +98,17 @@ def _cell(key: str, value: Any) -> str:
 
 
 def model_cards_table(cards: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One column per installed model: its card's main fields, then the paper's figures."""
-    reference = paper_reference()
+    """One column per installed model: its card's main fields, then the paper's figures; the row
+    labels say which figures are the model's and on what data (synthetic phantom CT when every
+    card says it was trained on the phantom), and which are the paper's, on patients."""
+    reference = model_reference()
+    phantom = bool(cards) and all(
+        "phantom" in str(card.get("trained_on", "")).lower() for card in cards.values()
+    )
+    data = "synthetic phantom CT" if phantom else "its own data (trained on, tested on)"
     columns = {}
     for name, card in cards.items():
-        column = {label: _cell(key, card.get(key)) for key, label in CARD_FIELDS.items()}
+        column = {label.format(data=data): _cell(key, card.get(key)) for key, label in CARD_FIELDS.items()}
         column |= {PAPER_ROWS.get(k, k): v for k, v in reference.loc[name].items()}
         columns[PHASE_MODELS[name].label] = column
     return pd.DataFrame(columns)
