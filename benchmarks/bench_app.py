@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_browser import (  # noqa: E402  (the repository root must be on the path first)
+from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
     COMPARE_IMAGES,
     NEW_PREDICTION,
     PREDICTION_IMAGES,
@@ -50,7 +50,7 @@ def models_folder(tmp: Path) -> tuple[Path, str]:
     for candidate in (os.environ.get("LIVERCORE_MODELS"), str(ROOT / "models")):
         if candidate and any(Path(candidate).glob("*.pt")):
             return Path(candidate), f"installed models ({candidate})"
-    from tests.test_app import write_untrained_models
+    from tests.browser_harness import write_untrained_models
 
     return write_untrained_models(tmp / "models"), "untrained models (same network and cost as trained ones)"
 

@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.browser_harness import CHROMIUM
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium: the browser tests never download one
 REAL_CT = SHARED / "data" / "real-ct" / "HCC048"  # CC BY 4.0, HCC-TACE-Seg (TCIA), see its ATTRIBUTION.md
 
 

@@ -17,36 +17,12 @@ from livercore.app import build_cases, cases, compare, figures, inputs, marks, m
 from livercore.errors import InputError
 from livercore.preprocess import LesionBox
 from livercore.vocab import CATEGORIES, DISCLAIMER, MODEL_NAMES, PHASE_MODELS, PHASES, Category, Phase
+from tests.browser_harness import write_untrained_models
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 EXAMPLE = "teaching-0-0026"  # an example case: classic HCC, 38 mm
 U, A, D = PHASES
-
-
-def write_untrained_models(folder: Path) -> Path:
-    """The five phase-models, untrained (seeded), with cards inside and beside the weights."""
-    import torch
-
-    from livercore.model import LiverNet, save_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (name, pm) in enumerate(PHASE_MODELS.items()):
-        torch.manual_seed(i)
-        card = {
-            "model": name,
-            "phases": [p.value for p in pm.phases],
-            "trained_on": "nothing (untrained test model)",
-            "date": "2026-01-01T00:00:00+00:00",
-            "device": "cpu",
-            "test_accuracy": 0.2,
-            "train_accuracy": 0.2,
-            "test_auc_clinical": 0.5,
-            "code_version": "test",
-        }
-        save_model(folder / f"{name}.pt", LiverNet(pm.in_channels), phase_model_name=name, card=card)
-        (folder / f"{name}.json").write_text(json.dumps(card))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_browser import (
+from tests.browser_harness import (
     free_port,
     full_page_screenshot,
     launch,

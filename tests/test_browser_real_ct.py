@@ -16,8 +16,17 @@ from typing import Any
 
 import pytest
 
+from tests.browser_harness import (
+    _CONTRIBUTION_BARS,
+    PREDICTION_IMAGES,
+    crop_sources,
+    draw_box,
+    full_page_screenshot,
+    launch,
+    running_app,
+    wait_settled,
+)
 from tests.conftest import REAL_CT
-from tests.test_browser import draw_box, full_page_screenshot, launch, running_app, wait_settled
 
 REAL_SLICES = sorted(REAL_CT.glob("slice_*.dcm"))
 SPACING_MM = 0.703125
@@ -39,7 +48,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> Iterator[str]:
-    from tests.test_app import write_untrained_models
+    from tests.browser_harness import write_untrained_models
 
     with running_app(write_untrained_models(tmp_path_factory.mktemp("models"))) as (url, _):
         yield url
@@ -102,4 +111,9 @@ def test_real_series_as_every_phase_finds_the_aorta_and_measures_the_liver_ring(
     aorta = table_row(page, "Aorta")
     assert all(90 <= mean_hu(c) <= 115 for c in liver[-3:]), liver  # one cell per phase
     assert all(150 < mean_hu(c) < 300 for c in aorta[-3:]), aorta
+    # the prediction on real CT: one CAM, and the triphasic model's bars, one per phase
+    page.wait_for_selector("text=Triphasic model:", timeout=60_000)
+    wait_settled(page, PREDICTION_IMAGES)
+    assert len(crop_sources(page)) == PREDICTION_IMAGES
+    assert page.evaluate(_CONTRIBUTION_BARS) == ["unenhanced", "arterial", "delayed"]
     full_page_screenshot(page, tmp_path / "review-real-ct.png")

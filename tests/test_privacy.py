@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.test_browser import (
+from tests.browser_harness import (
     CHROMIUM,
     PREDICTION_IMAGES,
     ROOT,
@@ -337,7 +337,7 @@ def assert_png_clean(png: bytes, needles: Iterable[str]) -> None:
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_app import write_untrained_models
+    from tests.browser_harness import write_untrained_models
 
     return write_untrained_models(tmp_path_factory.mktemp("models"))
 

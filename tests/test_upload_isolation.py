@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_browser import (
+from tests.browser_harness import (
     NEW_PREDICTION,
     PREDICTION_IMAGES,
     crop_sources,
@@ -101,7 +101,7 @@ def write_zip_bomb(path: Path, size: int) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> Iterator[tuple[str, int]]:
     """(url, pid) of a `streamlit run` on untrained models (same network and cost)."""
-    from tests.test_app import write_untrained_models
+    from tests.browser_harness import write_untrained_models
 
     with running_app(write_untrained_models(tmp_path_factory.mktemp("models"))) as (url, process):
         yield url, process.pid

@@ -28,7 +28,8 @@ MARK_COLOURS = {"lesion": "#F0E442", "liver": "#56B4E9", "aorta": "#E69F00"}  # 
 # The viewer's image is square (scaleanchor). Streamlit narrows a figure to its column (three
 # phases side by side: about 335 px at 1500 px, 358 px on a 390 px phone), keeping its height;
 # the image then stays square at the column's width, at the top, with the spare height below.
-VIEWER_PX = 400
+# 340 px: the column's width at a 1500 px window, so no empty band there (400 px left 65 px).
+VIEWER_PX = 340
 # Height of the band above a figure that holds Plotly's toolbar (modebar) and Streamlit's
 # fullscreen button, so that neither covers the image, the bars or the legend.
 TOOLBAR_PX = 30

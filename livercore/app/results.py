@@ -553,7 +553,7 @@ def contribution_figure(summary: pd.DataFrame, *, height: int = 320) -> go.Figur
     evidence in % with its mean Shapley value in probability points."""
     models = list(dict.fromkeys(summary["model"]))
     fig = make_subplots(
-        1, len(models), subplot_titles=[PHASE_MODELS[m].label for m in models], horizontal_spacing=0.12
+        1, len(models), subplot_titles=[PHASE_MODELS[m].label for m in models], horizontal_spacing=0.04
     )
     for k, model in enumerate(models, start=1):
         rows = summary[summary["model"] == model]
@@ -587,9 +587,10 @@ def contribution_figure(summary: pd.DataFrame, *, height: int = 320) -> go.Figur
             1,
             k,
         )
-        fig.update_yaxes(autorange="reversed", fixedrange=True, row=1, col=k)
-        fig.update_xaxes(side="top", fixedrange=True, row=1, col=k)
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 60, "b": 0})
+        # the groups are the same rows in every panel: labelled once, on the left
+        fig.update_yaxes(autorange="reversed", fixedrange=True, showticklabels=k == 1, row=1, col=k)
+        fig.update_xaxes(fixedrange=True, row=1, col=k)
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 40, "b": 0})
     return fig
 
 
