@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from livercore.errors import InputError
+from livercore.paths import DEFAULT_CASES_DIR
 from livercore.vocab import MODEL_NAMES, PHASES, Phase
 
 
@@ -50,6 +51,19 @@ def _dataset(spec: str, seed: int, cache: Path | None, *, lesion: bool = True):
         cache.mkdir(parents=True, exist_ok=True)
         data.save(path)
     return data
+
+
+def _teaching_build(args: argparse.Namespace) -> int:
+    from livercore.teaching.build import build_catalogue
+
+    start = time.perf_counter()
+    table = build_catalogue(args.out)
+    counts = table.groupby("source")["category"].value_counts().unstack(fill_value=0)
+    print(
+        f"wrote {len(table)} teaching cases to {args.out}/catalogue.csv in {time.perf_counter() - start:.0f} s"
+    )
+    print(counts.to_string())
+    return 0
 
 
 def _study_run(args: argparse.Namespace) -> int:
@@ -213,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--out", required=True)
     mon.add_argument("--seed", type=int, default=0)
     mon.set_defaults(func=_phantom_montage)
+
+    teaching = sub.add_parser("teaching", help="the teaching catalogue").add_subparsers(
+        dest="action", required=True
+    )
+    tb = teaching.add_parser(
+        "build", help="write the stored example cases and cases/catalogue.csv (with the phantom recipes)"
+    )
+    tb.add_argument("--out", default=str(DEFAULT_CASES_DIR), help="the case folder (default: cases/)")
+    tb.set_defaults(func=_teaching_build)
 
     study = sub.add_parser("study", help="train, evaluate and report the five phase-models").add_subparsers(
         dest="action", required=True

@@ -19,7 +19,6 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import permutations
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -46,7 +45,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from livercore.errors import InputError
-from livercore.vocab import PHASE_DELAY_S, PHASES, Phase
+from livercore.vocab import PHASE_DELAY_S, Phase
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 
@@ -642,109 +641,6 @@ def _format_clock(seconds: float | None) -> str | None:
         return None
     whole = int(seconds)
     return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Phases
-
-# Searched in the series description after lower-casing and turning punctuation into spaces.
-_ARTERIAL = re.compile(r"\b(arterial|arteriell|art|ap|lap|hap)\b")
-_DELAYED = re.compile(
-    r"\b(delayed?|equilibrium|equil|eq|late(?! (hepatic )?art)|venous 180 ?s?|180 ?s|3 ?min)\b"
-)
-_UNENHANCED = re.compile(
-    r"\b(unenhanced|non ?enhanced|non ?contrast|without contrast|w o contrast|wo contrast"
-    r"|plain|native|nc|pre|pre ?contrast|ncct)\b"
-)
-# Words that say contrast was given (in this series or the study's protocol, as in "LIVER 2
-# PHASE") without naming one of the three phases.
-_CONTRAST_GIVEN = re.compile(
-    r"\b(portal|pv|venous|enhanced|with contrast|post ?contrast|cect"
-    r"|\d ?phases?|multi ?phas\w*|biphasic|triphasic)\b"
-)
-
-
-def phase_hint(ct_slice: CTSlice) -> Phase | None:
-    """Guess the phase of one slice from SeriesDescription and ContrastBolusAgent.
-
-    Rule, in order:
-
-    1. Keywords in the series description (case and punctuation ignored): arterial /
-       art / AP / late or hepatic arterial -> ARTERIAL; delayed / equilibrium / late /
-       180 s -> DELAYED; unenhanced / non-contrast / plain / native / NC / pre -> UNENHANCED.
-       Exactly one phase named gives that phase; more than one (e.g. "NC/ART/DEL" on a
-       whole-study description) gives None.
-    2. Otherwise, no contrast agent (ContrastBolusAgent absent or blank) and no word saying
-       contrast was given (portal, venous, enhanced, C+, "3 phase", ...) -> UNENHANCED.
-    3. Otherwise None (e.g. a portal-venous series, not one of the protocol's three phases).
-
-    The agent is weak evidence: de-identification often blanks ContrastBolusAgent, so an
-    enhanced series without a telling description is hinted UNENHANCED. It is a hint for
-    pre-filling a form the user confirms, never a decision.
-    """
-    description = ct_slice.series_description.lower()
-    words = " " + re.sub(r"[^a-z0-9]+", " ", description).strip() + " "
-    named = {
-        phase
-        for phase, pattern in (
-            (Phase.ARTERIAL, _ARTERIAL),
-            (Phase.DELAYED, _DELAYED),
-            (Phase.UNENHANCED, _UNENHANCED),
-        )
-        if pattern.search(words)
-    }
-    if len(named) == 1:
-        return named.pop()
-    if named:
-        return None
-    says_contrast = "c+" in description or _CONTRAST_GIVEN.search(words) is not None
-    if ct_slice.contrast_agent is None and not says_contrast:
-        return Phase.UNENHANCED
-    return None
-
-
-def assign_phases(slices: Sequence[CTSlice]) -> dict[Phase, int]:
-    """Assign the protocol's three phases to three slices (indices into ``slices``).
-
-    Every one-to-one assignment is scored and the best kept, comparing scores in order:
-
-    1. Time order: for each pair of phases, +1 when the slice given the earlier phase
-       (unenhanced, then arterial, then delayed) has the earlier ``acquisition_time_s``.
-       When all three times are present and distinct this alone fixes the assignment: the
-       protocol acquires the phases in this order, and a label cannot reorder the clock.
-       Missing or equal times score nothing either way.
-    2. Hints: +1 for each slice whose :func:`phase_hint` matches its assigned phase.
-    3. Upload order: ties go to the assignment closest to the order given (first slice
-       unenhanced, second arterial, third delayed).
-
-    The result is a proposal; check it against the hints and let the user correct it.
-
-    Raises
-    ------
-    InputError
-        Not exactly three slices.
-    """
-    if len(slices) != len(PHASES):
-        raise InputError(
-            f"Three slices are needed, one per phase (unenhanced, arterial, delayed); "
-            f"{len(slices)} were given."
-        )
-    hints = [phase_hint(s) for s in slices]
-    times = [s.acquisition_time_s for s in slices]
-
-    def score(order: tuple[int, ...]) -> tuple[int, int, int]:
-        in_time = sum(
-            1
-            for a in range(len(order))
-            for b in range(a + 1, len(order))
-            if (ta := times[order[a]]) is not None and (tb := times[order[b]]) is not None and ta < tb
-        )
-        agreeing = sum(hints[i] is phase for phase, i in zip(PHASES, order, strict=True))
-        displaced = sum(i != position for position, i in enumerate(order))
-        return in_time, agreeing, -displaced
-
-    best = max(permutations(range(len(slices))), key=score)
-    return dict(zip(PHASES, best, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------

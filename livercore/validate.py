@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 def describe_bytes(data: bytes) -> str:
     """What the bytes are ("CT slice 512 x 512, ..."); InputError with a sentence if unusable."""
     from livercore import dicom_io
-    from livercore.app.inputs import read_capture, sniff
+    from livercore.captures import read_capture
+    from livercore.file_kind import sniff
+    from livercore.phases import phase_hint
 
     kind = sniff(data)
     if kind == "zip":
@@ -31,7 +33,7 @@ def describe_bytes(data: bytes) -> str:
             "(check it for burned-in patient names)"
         )
     ct = dicom_io.read_ct_slice(data)
-    hint = dicom_io.phase_hint(ct)
+    hint = phase_hint(ct)
     spacing = ct.pixel_spacing_mm[0]
     thickness = f", {ct.slice_thickness_mm:g} mm slice" if ct.slice_thickness_mm else ""
     phase = f", looks {hint.value}" if hint else ""

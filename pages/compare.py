@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from livercore import paper
-from livercore.app import cases, compare, figures, inputs, state, ui
+from livercore.app import compare, figures, inputs, state, ui
 from livercore.errors import InputError
+from livercore.teaching import catalogue
 from livercore.vocab import CAM_METHODS, CATEGORIES, PHASE_MODELS, PHASES
 
 ui.require_router()
@@ -21,7 +22,7 @@ if not models:
     st.stop()
 ui.refused_models_message(state.refused_models())
 
-library = cases.library_entries()
+examples = catalogue.example_cases()
 case, marks = state.current_case(), state.current_marks()
 has_review = case is not None and marks.complete
 choice = st.radio(
@@ -34,13 +35,13 @@ choice = st.radio(
 if choice == "An example case":
     picked = st.pills(
         "Example cases",
-        [e.case_id for e in library],
+        [e.case_id for e in examples],
         key="compare_pick",
-        format_func=lambda cid: next(e.label for e in library if e.case_id == cid),
+        format_func=lambda cid: next(e.label for e in examples if e.case_id == cid),
     )
     if picked and (case is None or case.case_id != picked):
         try:
-            state.set_case(state.library_case(picked, str(cases.cases_dir())))
+            state.set_case(state.open_teaching_case(picked))
         except InputError as err:
             st.error(str(err))
             st.stop()

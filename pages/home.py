@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from livercore.app import cases, state, ui
+from livercore.app import state, ui
+from livercore.teaching import catalogue
 from livercore.vocab import MODEL_NAMES, PHASE_MODELS
 
 ui.require_router()
@@ -98,16 +99,16 @@ if cards:
             st.markdown(f"**{PHASE_MODELS[name].label}**")
             st.json(card, expanded=False)
 else:
-    ui.no_models_message()
+    ui.no_models_message(state.refused_models())
 
-library = cases.library_entries()
+examples = catalogue.example_cases()
 st.subheader("Example cases")
 st.caption(
-    f"{len(library)} synthetic cases from the livercore phantom, two per category in no particular "
+    f"{len(examples)} synthetic cases from the livercore phantom, two per category in no particular "
     "order; each opens on the Review page with its lesion marked, its reference standard hidden until you "
     "open it."
 )
-for column, entry in zip(st.columns(5) * 2, library, strict=False):
+for column, entry in zip(st.columns(5) * 2, examples, strict=False):
     column.page_link(
         "pages/review.py",
         label=entry.label,

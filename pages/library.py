@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from livercore.app import figures, library, ui
+from livercore.app import figures, state, ui
 from livercore.errors import InputError
+from livercore.teaching import catalogue, views
 from livercore.vocab import CATEGORIES, PHASES, SUBTYPE_LABELS, SUBTYPES
 
 SOURCES = {"phantom": "Phantom library", "site": "This hospital's teaching cases"}
@@ -18,12 +19,12 @@ st.caption(
     "cases are synthetic CT, regenerated from the livercore phantom on demand."
 )
 
-site_folder = library.site_cases_dir()
-site_entries: list[library.TeachingEntry] = []
+site_folder = catalogue.site_cases_dir()
+site_entries: list[catalogue.TeachingCase] = []
 site_error = None
 if site_folder is not None:
     try:
-        site_entries = library.site_entries(site_folder)
+        site_entries = catalogue.site_cases(site_folder)
     except InputError as err:
         site_error = str(err)
 source = "phantom"
@@ -32,13 +33,13 @@ if site_entries:
         "Cases", list(SOURCES), horizontal=True, format_func=SOURCES.__getitem__, key="library_source"
     )
 with st.expander("Add your own teaching cases"):
-    st.markdown(library.SITE_LABELS_HELP)
+    st.markdown(catalogue.SITE_LABELS_HELP)
     if site_error:
         st.warning(f"The site's teaching cases could not be read: {site_error}", icon=":material/warning:")
-entries = site_entries if source == "site" else library.library_entries()
+entries = site_entries if source == "site" else catalogue.library_cases()
 if not entries:
     st.info(
-        "No teaching cases are installed (cases/library.csv): build them with `python -m livercore.app.library build`."
+        "No teaching cases are installed (cases/catalogue.csv): build them with `livercore teaching build`."
     )
     st.stop()
 
@@ -84,7 +85,7 @@ rows = event.selection.rows if event and event.selection else []
 entry = shown[rows[0] if rows else 0]
 
 try:
-    case = library.cached_review_case(*library.entry_key(entry))
+    case = state.open_teaching_case(entry.case_id)
 except InputError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
@@ -93,7 +94,7 @@ st.subheader(
     f"{entry.category.value} {entry.category.info.name}: {SUBTYPE_LABELS.get(entry.subtype, entry.subtype)}"
 )
 st.caption(
-    f"{entry.case_id} · lesion {entry.diameter_mm:.0f} mm · each view {library.view_field_mm(case):.0f} mm "
+    f"{entry.case_id} · lesion {entry.diameter_mm:.0f} mm · each view {views.view_field_mm(case):.0f} mm "
     "across, centred on the lesion"
     + (
         " · from the training cohort: the shipped models were trained on this case"
@@ -104,7 +105,7 @@ st.caption(
 for column, phase in zip(st.columns(3), PHASES, strict=True):
     w = phase.window
     column.image(
-        library.lesion_view(case, phase),
+        views.lesion_view(case, phase),
         caption=f"{phase.value} · L{w.level:.0f}/W{w.width:.0f}",
         width="stretch",
     )
@@ -115,9 +116,9 @@ with left:
     st.markdown(
         f"**What defines {entry.category.value} {entry.category.info.name}**: {entry.category.info.description}."
     )
-    library.review_link(entry.case_id)
+    ui.review_link(entry.case_id)
 with right:
-    measurements = library.time_attenuation(case)
+    measurements = views.time_attenuation(case)
     st.markdown("**Time-attenuation** (measured on these images)")
     st.plotly_chart(figures.attenuation_figure(measurements, height=260), key="library_tac")
     st.table(measurements.rows())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from livercore.app import figures, inputs, library, quiz, state, ui
+from livercore.app import figures, inputs, quiz, state, ui
 from livercore.errors import InputError
+from livercore.teaching import catalogue, views
 from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, Category
 
 SCORE, RNG, CURRENT, FEEDBACK = "quiz_score", "quiz_rng", "quiz_current", "quiz_feedback"
@@ -19,9 +20,9 @@ st.caption(
     "Categories you miss come back more often."
 )
 
-entries = library.library_entries() + (library.site_entries() if library.site_cases_dir() else [])
+entries = catalogue.library_cases() + (catalogue.site_cases() if catalogue.site_cases_dir() else [])
 if not entries:
-    st.info("No teaching cases are installed (cases/library.csv).")
+    st.info("No teaching cases are installed (cases/catalogue.csv).")
     st.stop()
 score: quiz.QuizScore = st.session_state.setdefault(SCORE, quiz.QuizScore())
 rng = st.session_state.setdefault(RNG, quiz.new_rng())
@@ -68,7 +69,7 @@ s2.markdown(
 )
 
 try:
-    case = library.cached_review_case(*library.entry_key(current))
+    case = state.open_teaching_case(current.case_id)
 except InputError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
@@ -79,7 +80,7 @@ for column, phase in zip(st.columns(3), PHASES, strict=True):
     if phase in shown:
         w = phase.window
         column.image(
-            library.lesion_view(case, phase),
+            views.lesion_view(case, phase),
             caption=f"{phase.value} · L{w.level:.0f}/W{w.width:.0f}",
             width="stretch",
         )
@@ -120,7 +121,7 @@ with left:
     st.info(feedback.findings or "No findings were recorded for this case.", icon=":material/description:")
     if current.seen_in_training:
         st.caption("This case is from the training cohort: the shipped models were trained on it.")
-    library.review_link(current.case_id)
+    ui.review_link(current.case_id)
 with right:
     models = state.get_models()
     name = quiz.model_for(phase_set)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from livercore import study_folder, study_tables
-from livercore.app import library, results, ui
+from livercore.app import results, ui
 from livercore.errors import InputError
+from livercore.teaching import catalogue
 from livercore.vocab import CATEGORIES, PHASE_MODELS, Category
 
 SOURCES = ("The shipped study (models/study)", "Another study directory on this server")
@@ -167,8 +168,8 @@ with tabs[4]:
         )
         rows = event.selection.rows if event and event.selection else []
         case_id = str(behind.iloc[rows[0] if rows else 0]["case_id"])
-        if library.can_regenerate(case_id):
-            library.review_link(case_id, f"Open {case_id} on the Review page")
+        if catalogue.can_regenerate(case_id):
+            ui.review_link(case_id, f"Open {case_id} on the Review page")
         else:
             st.caption(f"{case_id} is not a phantom case this app can regenerate for review.")
 

@@ -7,12 +7,14 @@ from functools import partial
 import streamlit as st
 
 from livercore import preprocess
-from livercore.app import cases, compare, figures, inputs, state, ui
+from livercore.app import compare, figures, inputs, state, ui
 from livercore.app.marks import MarkMode, apply_selection, describe_box, resize_boxes
-from livercore.app.measure import ROI_DIAMETER_MM, measure_case
 from livercore.app.report import report_json, report_png
 from livercore.app.uploads import UploadPool
+from livercore.captures import read_capture
 from livercore.errors import InputError
+from livercore.measure import ROI_DIAMETER_MM, measure_case
+from livercore.teaching import catalogue
 from livercore.vocab import CAM_METHODS, CATEGORIES, LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
 
 WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
@@ -20,12 +22,12 @@ WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Cust
 ui.require_router()
 st.title("Review a lesion")
 models = state.get_models()
-library = cases.library_entries()
+examples = catalogue.example_cases()
 
 
 def open_example(case_id: str) -> None:
     try:
-        state.set_case(state.library_case(case_id, str(cases.cases_dir())))
+        state.set_case(state.open_teaching_case(case_id))
         st.query_params["case"] = case_id
     except InputError as err:
         st.error(str(err))
@@ -67,13 +69,13 @@ def reorder_phases(suggested: dict[Phase, Phase]) -> None:
 
 try:
     if source == "library":
-        if not library:
-            st.info("No example cases are installed (cases/manifest.csv); upload a case instead.")
+        if not examples:
+            st.info("No example cases are installed (cases/catalogue.csv); upload a case instead.")
         else:
             picked = st.pills(
                 "Example cases (synthetic CT from the livercore phantom): one click opens a case",
-                [e.case_id for e in library],
-                format_func=lambda cid: next(e.label for e in library if e.case_id == cid),
+                [e.case_id for e in examples],
+                format_func=lambda cid: next(e.label for e in examples if e.case_id == cid),
                 key="example_pick",
             )
             current = state.current_case()
@@ -150,7 +152,7 @@ try:
                 "capture",
                 tuple(f.file_id for f in captures.values()),
                 (),
-                [inputs.read_capture(f.getvalue()) for f in captures.values()],
+                [read_capture(f.getvalue()) for f in captures.values()],
                 [f"{p.value} capture" for p in captures],
                 pixel_mm or None,
             )

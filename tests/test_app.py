@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from livercore.app import build_cases, cases, compare, figures, inputs, marks, measure, report
+from livercore import captures, file_kind, measure, phases, review_case
+from livercore.app import compare, figures, inputs, marks, report
 from livercore.errors import InputError
 from livercore.preprocess import LesionBox
+from livercore.teaching import catalogue, findings
 from livercore.vocab import CATEGORIES, DISCLAIMER, MODEL_NAMES, PHASE_MODELS, PHASES, Category, Phase
 from tests.browser_harness import write_untrained_models
 
@@ -137,7 +139,7 @@ def test_shared_link_opens_example_with_prediction_and_cams(models_dir: Path) ->
     at = app_at("pages/review.py", {"case": EXAMPLE})
     assert not at.exception
     body = texts(at)
-    number = next(e.number for e in cases.library_entries() if e.case_id == EXAMPLE)
+    number = next(e.number for e in catalogue.example_cases() if e.case_id == EXAMPLE)
     assert f"Example case {number}" in body
     assert "Triphasic model:" in body and "top category" in body
     assert "lesion box 38 x 38 mm" in body
@@ -173,7 +175,7 @@ def test_cam_method_target_and_model_can_be_changed(models_dir: Path) -> None:
 
 def test_example_case_opens_in_one_click(models_dir: Path) -> None:
     at = app_at("pages/review.py")
-    entries = cases.library_entries()
+    entries = catalogue.example_cases()
     at.button_group(key="example_pick").set_value(entries[2].case_id)
     at.run()
     assert not at.exception
@@ -346,7 +348,7 @@ def test_compare_page_shows_the_five_models_for_the_review_lesion(models_dir: Pa
 def test_compare_page_can_open_an_example_case(models_dir: Path) -> None:
     at = app_at("pages/compare.py")
     assert not at.exception
-    at.button_group(key="compare_pick").set_value(cases.library_entries()[8].case_id)
+    at.button_group(key="compare_pick").set_value(catalogue.example_cases()[8].case_id)
     at.run()
     assert not at.exception
     assert len(at.table[0].value) == len(MODEL_NAMES)
@@ -386,12 +388,12 @@ def test_roi_stats_on_known_values() -> None:
 
 
 def test_aorta_order_check_suggests_the_swap() -> None:
-    ok = measure.check_phases_by_aorta({U: 40, A: 320, D: 150})
+    ok = phases.check_phases_by_aorta({U: 40, A: 320, D: 150})
     assert ok.plausible and ok.suggested is None
-    swapped = measure.check_phases_by_aorta({U: 40, A: 150, D: 320})
+    swapped = phases.check_phases_by_aorta({U: 40, A: 150, D: 320})
     assert not swapped.plausible
     assert swapped.suggested == {U: U, A: D, D: A}
-    assert inputs.assignment_from_check({U: 0, A: 1, D: 2}, swapped.suggested) == {U: 0, D: 1, A: 2}
+    assert phases.assignment_from_check({U: 0, A: 1, D: 2}, swapped.suggested) == {U: 0, D: 1, A: 2}
 
 
 def test_aorta_is_found_on_phantom_phases() -> None:
@@ -476,31 +478,31 @@ def test_viewer_draws_its_rois_whole_and_keeps_the_toolbar_off_the_image() -> No
 
 
 def test_sniff_reads_content_not_names() -> None:
-    assert inputs.sniff(b"\0" * 128 + b"DICM....") == "dicom"
-    assert inputs.sniff(b"\x89PNG\r\n\x1a\n....") == "png"
-    assert inputs.sniff(b"PK\x03\x04...") == "zip"
-    assert inputs.sniff(b"") == "empty"
-    assert inputs.sniff(b"GIF89a") == "unknown"
+    assert file_kind.sniff(b"\0" * 128 + b"DICM....") == "dicom"
+    assert file_kind.sniff(b"\x89PNG\r\n\x1a\n....") == "png"
+    assert file_kind.sniff(b"PK\x03\x04...") == "zip"
+    assert file_kind.sniff(b"") == "empty"
+    assert file_kind.sniff(b"GIF89a") == "unknown"
 
 
 def test_capture_decompression_bomb_and_non_images_are_refused() -> None:
     bomb = io.BytesIO()
     Image.new("L", (5000, 5000)).save(bomb, format="PNG")  # 25 Mpx in a few kB
     with pytest.raises(InputError, match="larger than a screen capture"):
-        inputs.read_capture(bomb.getvalue())
+        captures.read_capture(bomb.getvalue())
     with pytest.raises(InputError, match="not a PNG or JPEG"):
-        inputs.read_capture(b"GIF89a" + b"\0" * 100)
+        captures.read_capture(b"GIF89a" + b"\0" * 100)
     with pytest.raises(InputError, match="could not be opened"):
-        inputs.read_capture(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+        captures.read_capture(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
     noise = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)).save(
         noise, format="PNG"
     )
     with pytest.raises(InputError, match="damaged or truncated"):
-        inputs.read_capture(noise.getvalue()[: len(noise.getvalue()) // 2])
+        captures.read_capture(noise.getvalue()[: len(noise.getvalue()) // 2])
     rgb = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 100, 0)).save(rgb, format="JPEG")
-    grey = inputs.read_capture(rgb.getvalue())
+    grey = captures.read_capture(rgb.getvalue())
     assert grey.shape == (48, 64) and grey.dtype == np.uint8
 
 
@@ -510,7 +512,7 @@ def test_phases_of_different_sizes_are_flagged() -> None:
         A: np.zeros((512, 512), np.float32),
         D: np.zeros((256, 256), np.float32),
     }
-    case = inputs.make_case(
+    case = review_case.make_case(
         source="dicom", title="t", images=images, spacing_mm={U: 0.7, A: 0.7, D: 0.9}, is_hu=True
     )
     joined = " ".join(case.warnings)
@@ -625,7 +627,7 @@ def test_report_phase_images_of_screen_captures_keep_to_the_network_field() -> N
     view, (x0, _, x1, _) = report.phase_view(capture, A, box)
     assert view.max() == 100  # the corner stays out of the report
     assert x1 - x0 == pytest.approx(report.PHASE_TILE * 40 / 100, abs=2)
-    ct = inputs.make_case(
+    ct = review_case.make_case(
         source="dicom",
         title="t",
         images={p: np.where(images[p] == 255, 400.0, 60.0).astype(np.float32) for p in PHASES},
@@ -635,27 +637,28 @@ def test_report_phase_images_of_screen_captures_keep_to_the_network_field() -> N
     assert report.phase_view(ct, A, box)[0].max() == 255  # CT: the lesion in its surroundings
 
 
-def test_findings_sentence_reads_like_a_report() -> None:
-    flags = {"aphe": 1, "washout": 1, "capsule": 1, "mosaic": 0, "cirrhosis": 1}
-    assert build_cases.findings_sentence(flags, "A", 23.4) == (
-        "A 23 mm lesion with arterial-phase hyperenhancement, then washout and an enhancing capsule in the "
-        "delayed phase, in a cirrhotic liver."
-    )
-    cyst = build_cases.findings_sentence({}, Category.E, 30)
-    assert "water attenuation without enhancement" in cyst and cyst.endswith("non-cirrhotic liver.")
+def test_stored_examples_get_their_findings_from_the_one_generator() -> None:
+    """The stored example cases are phantom cases too: their findings are the library's words."""
+    from livercore.phantom import generate_case
+
+    for entry in catalogue.example_cases()[:3]:
+        case = generate_case(entry.cohort, entry.seed, entry.index, entry.size)
+        assert case.case_id == entry.case_id
+        assert entry.findings == findings.phantom_findings(case)
+        assert entry.findings.startswith("Unenhanced:")
 
 
 def test_example_library_is_complete_and_small() -> None:
-    entries = cases.library_entries()
+    entries = catalogue.example_cases()
     assert len(entries) == 10
     assert sorted(e.category for e in entries) == sorted(list(CATEGORIES) * 2)
     assert all(e.diameter_mm >= 15 and e.findings for e in entries)
-    size = sum(f.stat().st_size for f in cases.cases_dir().rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in catalogue.cases_dir().rglob("*") if f.is_file())
     assert size < 10 * 2**20
-    case = cases.load_library_case(entries[0].case_id)
+    case = catalogue.open_case(entries[0].case_id)
     assert case.lesion_boxes.keys() == set(PHASES) and case.reference is not None
     with pytest.raises(InputError, match="no example case"):
-        cases.load_library_case("../../etc/passwd")
+        catalogue.open_case("../../etc/passwd")
 
 
 def test_a_model_file_of_the_old_format_is_refused_with_its_reason(tmp_path: Path) -> None:

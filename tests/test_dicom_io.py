@@ -28,16 +28,15 @@ from pydicom.uid import (
 
 from livercore.dicom_io import (
     CTSlice,
-    assign_phases,
     ct_slice_dataset,
     derive_uid,
-    phase_hint,
     read_ct_slice,
     read_series,
     read_zip_series,
     write_dataset,
 )
 from livercore.errors import InputError
+from livercore.phases import assign_phases, phase_hint
 from livercore.vocab import PHASE_DELAY_S, Phase
 
 CT_SMALL = get_testdata_file("CT_small.dcm")

@@ -1,4 +1,4 @@
-"""livercore.app.measure on real CT: the automatic aorta and the liver ring, and the phase check
+"""livercore.measure on real CT: the automatic aorta and the liver ring, and the phase check
 when the three phases are one series.
 
 Real CT: HCC-TACE-Seg case HCC_048, The Cancer Imaging Archive (Moawad et al., 2021), used under
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from livercore.app import inputs, measure
+from livercore import measure, phases
+from livercore.app import inputs
 from livercore.dicom_io import CTSlice, read_ct_slice, read_series
 from livercore.preprocess import LesionBox
 from livercore.vocab import PHASES, Phase
@@ -81,7 +82,7 @@ def test_aorta_is_found_on_every_real_slice_not_the_stomach_or_the_vertebra(seri
 def test_one_series_as_three_phases_reads_as_one_phase_without_a_swap(series: list[CTSlice]) -> None:
     ct = series[7]  # the series' middle slice, the review page's first view
     case = inputs.case_from_slices(dict.fromkeys(PHASES, ct), source="series", title="Uploaded DICOM series")
-    centre, check = inputs.aorta_check(case)
+    centre, check = phases.aorta_check(case)
     assert centre is not None and np.hypot(*np.subtract(centre, AORTA_BY_EYE[7])) * SPACING_MM < 10
     assert check is not None and not check.plausible and check.suggested is None
     said = re.search(
@@ -171,7 +172,7 @@ def test_no_aorta_is_found_where_none_is_opacified(name: str) -> None:
 
 
 def test_equal_aortas_read_as_one_phase_and_propose_no_swap() -> None:
-    check = measure.check_phases_by_aorta({U: 221.0, A: 226.0, D: 223.0})
+    check = phases.check_phases_by_aorta({U: 221.0, A: 226.0, D: 223.0})
     assert not check.plausible and check.suggested is None
     assert "same aortic attenuation (about 223 HU)" in check.message
     assert "look like one phase, not an unenhanced, arterial and delayed set" in check.message

@@ -509,16 +509,16 @@ def test_upload_writes_nothing_and_logs_nothing(
 
 def analysed_case(files: list[Path], case: Any, models_dir: Path) -> tuple[Any, Any, Any, Any, Any]:
     """(ReviewCase, Marks, Analysis, models, Measurements) as the review page builds them."""
-    from livercore import dicom_io
+    from livercore import phases
     from livercore.analysis import analyse_crops, load_models
     from livercore.app import inputs
     from livercore.app.marks import Marks
-    from livercore.app.measure import measure_case
+    from livercore.measure import measure_case
     from livercore.preprocess import LesionBox
     from livercore.vocab import PHASES
 
     slices = inputs.read_dicom_slices([(f.name, f.read_bytes()) for f in files])
-    assignment = dicom_io.assign_phases(slices)
+    assignment = phases.assign_phases(slices)
     review = inputs.case_from_pool("dicom", slices, assignment)
     boxes = {
         p: LesionBox.from_center(
@@ -576,7 +576,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def test_displayed_metadata_is_an_allow_list(identifying_files: tuple[list[Path], Any, list[str]]) -> None:
-    from livercore import dicom_io
+    from livercore import dicom_io, phases
     from livercore.app import inputs, ui
 
     files, _, uids = identifying_files
@@ -589,7 +589,7 @@ def test_displayed_metadata_is_an_allow_list(identifying_files: tuple[list[Path]
         assert not leaks(repr(meta), needles), leaks(repr(meta), needles)
 
     slices = inputs.read_dicom_slices([(f.name, f.read_bytes()) for f in files])
-    review = inputs.case_from_pool("dicom", slices, dicom_io.assign_phases(slices))
+    review = inputs.case_from_pool("dicom", slices, phases.assign_phases(slices))
     for meta in review.metadata.values():
         assert set(meta) <= ALLOWED_METADATA | {"phase_hint"}
     table = ui.metadata_table(review.metadata)

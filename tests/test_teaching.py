@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 from livercore import study_folder, study_tables
-from livercore.app import inputs, library, quiz, results
+from livercore.app import inputs, quiz, results
 from livercore.errors import InputError
+from livercore.teaching import build, catalogue, findings, views
 from livercore.vocab import CATEGORIES, DISCLAIMER, PHASES, SUBTYPES, Category, Phase
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,19 +57,19 @@ def site_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = export_cohort("site-check", folder, seed=5, size=6, workers=1)
     labels = manifest.drop(columns=[c for c in manifest.columns if c.startswith("aorta_")])
     labels["findings"] = ["A well-defined lesion."] + [""] * (len(labels) - 1)
-    labels.to_csv(folder / library.SITE_LABELS, index=False)
+    labels.to_csv(folder / catalogue.SITE_LABELS, index=False)
     return folder
 
 
 @pytest.fixture()
 def site_env(site_folder: Path) -> Iterator[Path]:
-    before = os.environ.get(library.SITE_ENV)
-    os.environ[library.SITE_ENV] = str(site_folder)
+    before = os.environ.get(catalogue.SITE_ENV)
+    os.environ[catalogue.SITE_ENV] = str(site_folder)
     yield site_folder
     if before is None:
-        os.environ.pop(library.SITE_ENV, None)
+        os.environ.pop(catalogue.SITE_ENV, None)
     else:
-        os.environ[library.SITE_ENV] = before
+        os.environ[catalogue.SITE_ENV] = before
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -212,45 +213,47 @@ def test_any_study_directory_is_validated(tmp_path: Path, small_study: Path) -> 
 
 
 def test_library_covers_every_subtype_with_at_least_eight_per_category() -> None:
-    table = library.read_library()
-    assert tuple(table.columns) == library.LIBRARY_COLUMNS
+    catalogue_table = catalogue.read_catalogue()
+    assert tuple(catalogue_table.columns[: len(catalogue.CATALOGUE_COLUMNS)]) == catalogue.CATALOGUE_COLUMNS
+    assert set(catalogue_table.source) == {catalogue.STORED, catalogue.PHANTOM}
+    table = catalogue_table[catalogue_table.source == catalogue.PHANTOM]
     counts = Counter(table.category)
     assert all(counts[c.value] >= 8 for c in CATEGORIES)
     assert {s for subs in SUBTYPES.values() for s in subs} <= set(table.subtype)
     assert table.case_id.is_unique
-    assert (table.lesion_diameter_mm >= library.DIAMETER_MM[0]).all()
-    assert table.findings.str.startswith("Unenhanced:").all()
-    assert set(table.cohort) <= {library.LIBRARY_COHORT, library.FALLBACK_COHORT}
+    assert (table.lesion_diameter_mm >= build.LIBRARY_DIAMETER_MM[0]).all()
+    assert catalogue_table.findings.str.startswith("Unenhanced:").all()  # one generator for every row
+    assert set(table.cohort) <= {catalogue.LIBRARY_COHORT, catalogue.FALLBACK_COHORT}
 
 
 @pytest.mark.parametrize("row", [0, 12, 48])  # library cohort (A), train-2013 (B combined), a cyst
 def test_library_rows_regenerate_the_cases_they_describe(row: int) -> None:
     from livercore.phantom import generate_case
 
-    entry = library.library_entries()[row]
+    entry = catalogue.library_cases()[row]
     case = generate_case(entry.cohort, entry.seed, entry.index, entry.size)
     assert case.case_id == entry.case_id
     assert (case.category, case.subtype) == (entry.category, entry.subtype)
     assert round(case.lesion_diameter_mm, 1) == entry.diameter_mm
-    assert library.phantom_findings(case) == entry.findings
+    assert findings.phantom_findings(case) == entry.findings
 
 
 def test_findings_read_like_a_radiologist() -> None:
     flags = {"aphe": True, "washout": True, "capsule": True, "mosaic": True, "cirrhosis": True}
     hu_a = {U: 45.0, A: 120.0, D: 80.0}
     liver = {U: 55.0, A: 80.0, D: 100.0}
-    assert library.describe_findings(flags, "A", "imaging", lesion_hu=hu_a, liver_hu=liver) == (
+    assert findings.describe_findings(flags, "A", "imaging", lesion_hu=hu_a, liver_hu=liver) == (
         "Unenhanced: slightly hypo-attenuating to liver (-10 HU). Arterial: non-rim hyperenhancement with a "
         "mosaic pattern. Delayed: washout and an enhancing capsule. Cirrhotic liver. Attenuation words compare "
         "lesion and liver means. Iso-attenuating: under 5 HU apart in every phase, half the liver's pixel SD "
         "on these images kept within 5-10 HU; slightly hypo- or hyper-attenuating: under 15 HU; markedly: "
         "from 40 HU."
     )
-    cyst = library.describe_findings(
+    cyst = findings.describe_findings(
         {}, "E", "simple_cyst", lesion_hu={U: 8.0, A: 9.0, D: 9.0}, liver_hu=liver
     )
     assert cyst.startswith("Unenhanced: water attenuation (8 HU)") and cyst.endswith("Non-cirrhotic liver.")
-    hyper_c = library.describe_findings(
+    hyper_c = findings.describe_findings(
         {"aphe": True}, "C", "hypervascular", lesion_hu={U: 55.0, A: 110.0, D: 88.0}, liver_hu=liver
     )
     assert "Delayed: slightly hypo-attenuating to liver (-12 HU), no definite washout." in hyper_c
@@ -264,7 +267,7 @@ def test_findings_read_like_a_radiologist() -> None:
 def test_iso_threshold_is_half_the_liver_noise_within_5_to_10_hu(
     liver_sd: float | None, threshold: int
 ) -> None:
-    assert library.iso_threshold_hu(liver_sd) == threshold
+    assert findings.iso_threshold_hu(liver_sd) == threshold
 
 
 def test_a_lesion_8_hu_below_the_liver_is_iso_only_where_the_noise_hides_it() -> None:
@@ -272,7 +275,7 @@ def test_a_lesion_8_hu_below_the_liver_is_iso_only_where_the_noise_hides_it() ->
     lesion = {U: 49.0, A: 72.0, D: 92.0}  # 8 HU below the liver in every phase
 
     def text(sd: float) -> str:
-        return library.describe_findings(
+        return findings.describe_findings(
             {}, "C", "hypovascular", lesion_hu=lesion, liver_hu=liver, liver_sd_hu=dict.fromkeys(PHASES, sd)
         )
 
@@ -284,7 +287,7 @@ def test_a_lesion_8_hu_below_the_liver_is_iso_only_where_the_noise_hides_it() ->
     noisy = text(20.0)
     assert "Unenhanced: iso-attenuating to liver (-8 HU)." in noisy
     assert "Iso-attenuating: under 10 HU apart in every phase" in noisy
-    mixed = library.describe_findings(
+    mixed = findings.describe_findings(
         {}, "C", "hypovascular", lesion_hu=lesion, liver_hu=liver, liver_sd_hu={U: 9.0, A: 14.0, D: 14.0}
     )
     assert "under 5 HU apart (unenhanced) and 7 HU (arterial, delayed)" in mixed
@@ -300,7 +303,7 @@ def _hcc(
 ) -> str:
     """describe_findings of a classic-HCC lesion whose delayed-phase mean is `delayed_hu` (liver 100 HU)."""
     flags = {"aphe": True, "capsule": True, "washout": washout, "necrosis": necrosis, "cirrhosis": True}
-    return library.describe_findings(
+    return findings.describe_findings(
         flags,
         "A",
         subtype,
@@ -338,7 +341,7 @@ def test_every_library_text_states_its_thresholds_and_keeps_to_them() -> None:
         r"-attenuating to liver \(([+-]?\d+) HU\)"
     )
     checked = 0
-    for entry in library.library_entries():
+    for entry in catalogue.library_cases():
         text = entry.findings
         if entry.category is Category.E:
             assert "attenuating to liver" not in text
@@ -362,9 +365,9 @@ def test_every_library_text_states_its_thresholds_and_keeps_to_them() -> None:
                     if size < threshold[phase]
                     else (
                         "slightly "
-                        if size < library.SLIGHT_HU
+                        if size < findings.SLIGHT_HU
                         else "markedly "
-                        if size >= library.MARKED_HU
+                        if size >= findings.MARKED_HU
                         else ""
                     )
                     + ("hyper" if int(number) > 0 else "hypo")
@@ -378,23 +381,23 @@ def test_every_library_text_states_its_thresholds_and_keeps_to_them() -> None:
 
 
 def test_phantom_ids_are_parsed_from_the_right_and_checked() -> None:
-    assert library.parse_phantom_id("test-2016-0-0042") == ("test-2016", 0, 42)
-    assert library.parse_phantom_id("train-2013-0-1067") == ("train-2013", 0, 1067)
+    assert catalogue.parse_phantom_id("test-2016-0-0042") == ("test-2016", 0, 42)
+    assert catalogue.parse_phantom_id("train-2013-0-1067") == ("train-2013", 0, 1067)
     for bad in ("", "test-2016-0-42", "../etc-0-0001", "Test-2016-0-0001", "x-0-0001", "test-2016-0-0001 "):
         with pytest.raises(InputError):
-            library.parse_phantom_id(bad)
-    assert library.can_regenerate("test-2016-1-0099")
-    assert not library.can_regenerate("test-2016-0-0100")  # past the cohort's end
-    assert not library.can_regenerate("my-cohort-0-0001")  # its size is unknown
-    assert not library.can_regenerate("test-2016-0042")  # cohort "test", seed 2016: not one we know
+            catalogue.parse_phantom_id(bad)
+    assert catalogue.can_regenerate("test-2016-1-0099")
+    assert not catalogue.can_regenerate("test-2016-0-0100")  # past the cohort's end
+    assert not catalogue.can_regenerate("my-cohort-0-0001")  # its size is unknown
+    assert not catalogue.can_regenerate("test-2016-0042")  # cohort "test", seed 2016: not one we know
     with pytest.raises(InputError, match="no example case or teaching case"):
-        library.library_review_case("not-a-case")
+        catalogue.open_case("not-a-case")
 
 
 def test_phantom_review_case_round_trips_a_test_2016_id(predictions: pd.DataFrame) -> None:
     from livercore.phantom import generate_case
 
-    case = library.phantom_review_case("test-2016-0-0042")
+    case = catalogue.phantom_review_case("test-2016-0-0042")
     truth = generate_case("test-2016", 0, 42)
     listed = predictions[predictions.case_id == "test-2016-0-0042"].iloc[0]
     assert case.case_id == "test-2016-0-0042" and case.source == "library"
@@ -407,20 +410,20 @@ def test_phantom_review_case_round_trips_a_test_2016_id(predictions: pd.DataFram
         assert case.lesion_boxes[p].height * truth.spacing_mm == pytest.approx(truth.lesion_diameter_mm)
         assert case.spacing_mm[p] == truth.spacing_mm
     assert inputs.crops_for(case, case.lesion_boxes).shape == (3, 70, 70)
-    assert library.library_review_case("library-0-0009").reference.category is Category.A  # type: ignore[union-attr]
+    assert catalogue.open_case("library-0-0009").reference.category is Category.A  # type: ignore[union-attr]
 
 
 def test_lesion_view_and_time_attenuation_of_a_cyst() -> None:
-    entry = next(e for e in library.library_entries() if e.category is Category.E)
-    case = library.review_case_for(entry)
-    view = library.lesion_view(case, A)
-    assert view.shape == (library.VIEW_PX, library.VIEW_PX) and view.dtype == np.uint8
+    entry = next(e for e in catalogue.library_cases() if e.category is Category.E)
+    case = catalogue.open_entry(entry)
+    view = views.lesion_view(case, A)
+    assert view.shape == (views.VIEW_PX, views.VIEW_PX) and view.dtype == np.uint8
     centre = view[
-        library.VIEW_PX // 2 - 5 : library.VIEW_PX // 2 + 5,
-        library.VIEW_PX // 2 - 5 : library.VIEW_PX // 2 + 5,
+        views.VIEW_PX // 2 - 5 : views.VIEW_PX // 2 + 5,
+        views.VIEW_PX // 2 - 5 : views.VIEW_PX // 2 + 5,
     ]
     assert centre.mean() < np.median(view)  # the cyst is darker than the liver around it
-    m = library.time_attenuation(case)
+    m = views.time_attenuation(case)
     assert all(m.lesion[p] is not None and abs(m.lesion[p].mean_hu) < 25 for p in PHASES)  # type: ignore[union-attr]
     assert m.aorta[A].mean_hu > 200  # type: ignore[union-attr]
 
@@ -428,40 +431,40 @@ def test_lesion_view_and_time_attenuation_of_a_cyst() -> None:
 def test_site_folder_cases_load_from_labels(site_folder: Path, site_env: Path) -> None:
     from livercore.phantom import generate_case
 
-    entries = library.site_entries()
-    labels = pd.read_csv(site_folder / library.SITE_LABELS)
+    entries = catalogue.site_cases()
+    labels = pd.read_csv(site_folder / catalogue.SITE_LABELS)
     assert [e.case_id for e in entries] == list(labels.case_id)
     assert entries[0].findings == "A well-defined lesion." and entries[1].findings == ""
-    case = library.library_review_case(entries[2].case_id)  # the review page's fallback finds it
+    case = catalogue.open_case(entries[2].case_id)  # the review page's fallback finds it
     truth = generate_case("site-check", 5, 2, 6)
     assert np.array_equal(case.images[D], truth.hu[D].astype(np.float32))
     assert case.reference is not None and case.reference.category is truth.category
     assert case.aorta_centres == {} and case.liver_centres  # no aorta columns: found automatically
-    assert library.time_attenuation(case).aorta[A].mean_hu > 200  # type: ignore[union-attr]
+    assert views.time_attenuation(case).aorta[A].mean_hu > 200  # type: ignore[union-attr]
 
 
 def test_bad_site_labels_are_refused(site_folder: Path, tmp_path: Path) -> None:
-    labels = pd.read_csv(site_folder / library.SITE_LABELS)
+    labels = pd.read_csv(site_folder / catalogue.SITE_LABELS)
     bad = tmp_path / "bad"
     shutil.copytree(site_folder, bad)
-    labels.drop(columns=["lesion_diameter_mm"]).to_csv(bad / library.SITE_LABELS, index=False)
+    labels.drop(columns=["lesion_diameter_mm"]).to_csv(bad / catalogue.SITE_LABELS, index=False)
     with pytest.raises(InputError, match="lesion_diameter_mm"):
-        library.site_entries(bad)
-    labels.assign(category="F").to_csv(bad / library.SITE_LABELS, index=False)
+        catalogue.site_cases(bad)
+    labels.assign(category="F").to_csv(bad / catalogue.SITE_LABELS, index=False)
     with pytest.raises(InputError, match="other than A-E"):
-        library.site_entries(bad)
-    labels.assign(unenhanced="../outside.dcm").to_csv(bad / library.SITE_LABELS, index=False)
+        catalogue.site_cases(bad)
+    labels.assign(unenhanced="../outside.dcm").to_csv(bad / catalogue.SITE_LABELS, index=False)
     with pytest.raises(InputError, match="outside its folder"):
-        library.site_review_case(str(labels.case_id[0]), bad)
+        catalogue.site_review_case(str(labels.case_id[0]), bad)
     with pytest.raises(InputError):
-        library.site_entries(tmp_path / "nowhere")
+        catalogue.site_cases(tmp_path / "nowhere")
 
 
 # --- the quiz ----------------------------------------------------------------------------------------
 
 
-def _entries() -> list[library.TeachingEntry]:
-    return library.library_entries()
+def _entries() -> list[catalogue.TeachingCase]:
+    return catalogue.library_cases()
 
 
 def _score_missing(category: Category, times: int) -> quiz.QuizScore:
@@ -574,7 +577,7 @@ def test_library_page_shows_phases_curve_findings_and_link() -> None:
     at.run()
     assert not at.exception
     assert DISCLAIMER in [w.value for w in at.warning]
-    first = library.library_entries()[0]
+    first = catalogue.library_cases()[0]
     assert len(at.get("image")) == 3
     assert first.findings in [i.value for i in at.info]
     assert list(at.table[0].value["ROI"]) == ["Lesion", "Liver", "Aorta"]
@@ -584,7 +587,7 @@ def test_library_page_shows_phases_curve_findings_and_link() -> None:
     at.selectbox(key="library_subtype_E").set_value("simple_cyst").run()
     assert not at.exception
     assert len(at.dataframe[0].value["case"]) == sum(
-        e.category is Category.E for e in library.library_entries()
+        e.category is Category.E for e in catalogue.library_cases()
     )
     assert any("water attenuation" in i.value for i in at.info)
 
@@ -605,7 +608,7 @@ def test_quiz_page_answer_feedback_score_and_next_case() -> None:
     assert not at.exception
     assert DISCLAIMER in [w.value for w in at.warning]
     assert len(at.get("image")) == 3
-    entry = next(e for e in library.library_entries() if e.case_id == at.session_state["quiz_current"])
+    entry = next(e for e in catalogue.library_cases() if e.case_id == at.session_state["quiz_current"])
     wrong = next(c for c in CATEGORIES if c is not entry.category)
     at.radio(key="quiz_answer_0").set_value(wrong)
     next(b for b in at.button if b.label == "Check my answer").click().run()

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.colors import hex_to_rgb, sample_colorscale
 
-from livercore.app.measure import Measurements, Point
 from livercore.contribution import points_text
+from livercore.measure import Measurements, Point
 from livercore.preprocess import LesionBox, window_to_uint8
 from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Phase, Window
 

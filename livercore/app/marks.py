@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from livercore.app.measure import Point
+from livercore.measure import Point
 from livercore.preprocess import LesionBox
 from livercore.vocab import PHASES, Phase
 

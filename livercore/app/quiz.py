@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from livercore.app.library import TeachingEntry
+from livercore.teaching.catalogue import TeachingCase
 from livercore.vocab import CATEGORIES, PHASE_MODELS, SUBTYPE_LABELS, Category, Phase
 
 MISS_WEIGHT = 2.0  # each miss of a category adds this much to its weight (the base weight is 1)
@@ -94,13 +94,13 @@ def category_weights(
 
 
 def draw_case(
-    entries: Sequence[TeachingEntry],
+    entries: Sequence[TeachingCase],
     score: QuizScore,
     rng: np.random.Generator,
     *,
     categories: Collection[Category] | None = None,
     exclude: str | None = None,
-) -> TeachingEntry:
+) -> TeachingCase:
     """The next question: a category by category_weights (among `categories` that have cases),
     then one of its cases uniformly; never `exclude` (the last case) when another is available."""
     pool = [e for e in entries if categories is None or e.category in categories]
@@ -129,7 +129,7 @@ class Feedback:
     findings: str  # this case's findings
 
 
-def grade(entry: TeachingEntry, answer: Category | str) -> Feedback:
+def grade(entry: TeachingCase, answer: Category | str) -> Feedback:
     """Feedback on one answer: the right category, its imaging criteria, the case's findings."""
     answer = Category(answer)
     truth = entry.category

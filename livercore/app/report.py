@@ -20,11 +20,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from livercore.app.figures import MARK_COLOURS, PHASE_COLOURS, cam_overlay, display_u8, enlarge, percent
-from livercore.app.inputs import SOURCES, ReviewCase
+from livercore.app.inputs import SOURCES
 from livercore.app.marks import Marks, describe_box
-from livercore.app.measure import Measurements
 from livercore.contribution import points_text
+from livercore.measure import Measurements
 from livercore.preprocess import LesionBox, crop_square, field_side_px
+from livercore.review_case import ReviewCase
 from livercore.vocab import CAM_METHODS, CATEGORIES, DISCLAIMER, PHASE_MODELS, PHASES, Phase
 
 if TYPE_CHECKING:

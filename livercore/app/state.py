@@ -19,14 +19,15 @@ from urllib.parse import urlencode, urlsplit
 import numpy as np
 import streamlit as st
 
-from livercore.app import cases
 from livercore.app.figures import display_u8, png_data_uri
-from livercore.app.inputs import ReviewCase, aorta_check
 from livercore.app.marks import Marks
-from livercore.app.measure import PhaseCheck, Point
 from livercore.app.uploads import UploadPool
+from livercore.measure import Point
 from livercore.paths import default_models_dir
+from livercore.phases import PhaseCheck, aorta_check
 from livercore.preprocess import CROP_SIZE
+from livercore.review_case import ReviewCase
+from livercore.teaching import catalogue
 from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
 
 if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
@@ -135,10 +136,18 @@ def analyse(crops: np.ndarray, cam_method: str | None, cam_target: str | None, k
     return analyse_crops(crops, get_models(), cam_method=cam_method, cam_target=cam_target)
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def library_case(case_id: str, root: str) -> ReviewCase:
-    """An example case read from ``cases/`` (shared, read-only arrays)."""
-    return cases.load_library_case(case_id, Path(root))
+def open_teaching_case(case_id: str) -> ReviewCase:
+    """A teaching case by id (livercore.teaching.catalogue.open_case), shared and read-only: a
+    stored example is read once, a phantom case regenerated once, then reused. The case and
+    site folders are part of the cache key."""
+    site = catalogue.site_cases_dir()
+    return _teaching_case(case_id, str(catalogue.cases_dir()), str(site) if site else "")
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _teaching_case(case_id: str, root: str, site: str) -> ReviewCase:
+    del site  # only part of the cache key
+    return catalogue.open_case(case_id, Path(root))
 
 
 @st.cache_data(max_entries=256, ttl=UPLOAD_CACHE_TTL_S, show_spinner=False)

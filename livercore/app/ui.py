@@ -236,3 +236,14 @@ def probability_headline(result: ModelResult) -> None:
         f"({'malignant' if top.info.clinical_score == 4 else 'not malignant'} in the paper's ROC analysis)."
     )
     st.caption(top.info.description)
+
+
+def review_link(case_id: str, label: str = "Open on the Review page") -> None:
+    """A link that opens `case_id` on the review page (``?case=<case_id>``): a page link inside
+    the app's router; a plain relative link when a page runs on its own (tests, previews)."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.page_link("pages/review.py", label=label, icon=":material/search:", query_params={"case": case_id})
+    except StreamlitAPIException:
+        st.markdown(f"[{label}](review?case={case_id})")

@@ -3,7 +3,7 @@ whether the case under review was built from the current assignment.
 
 The review page keeps one `UploadPool` per browser session (livercore.app.state); nothing
 here is written to disk. A new upload starts a new pool with the phases proposed from the
-DICOM headers (livercore.dicom_io.assign_phases); choosing another slice of the same series
+DICOM headers (livercore.phases.assign_phases); choosing another slice of the same series
 keeps the pool, its assignment and the lesion marks.
 """
 
@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from livercore import dicom_io
-from livercore.app.inputs import ReviewCase, assignment_from_check, case_from_pool
+from livercore.app.inputs import case_from_pool
+from livercore.phases import assign_phases, assignment_from_check
+from livercore.review_case import ReviewCase
 from livercore.vocab import PHASES, Phase
 
 Item = dicom_io.CTSlice | np.ndarray  # a CT slice, or the grey levels of a screen capture
@@ -48,7 +50,7 @@ class UploadPool:
         """A new pool; DICOM slices get the phases their headers suggest, other items the order given."""
         slices = [i for i in items if isinstance(i, dicom_io.CTSlice)]
         assignment = (
-            dicom_io.assign_phases(slices)
+            assign_phases(slices)
             if source == "dicom" and len(slices) == len(items)
             else dict(zip(PHASES, range(len(PHASES)), strict=True))
         )

@@ -1,4 +1,4 @@
-"""Region-of-interest measurements in HU and the phase plausibility check from the aorta.
+"""Region-of-interest measurements in HU, and where the automatic ROIs go.
 
 Coordinates are pixel (row, col) of the (H, W) image; lengths in mm are converted with the
 phase's pixel spacing. Every statistic is over the pixels of one slice, in HU. The automatic ROIs:
@@ -59,12 +59,6 @@ SPINE_MIDLINE_MM = 30.0  # the spine's pieces lie within this of the body's midl
 SPINE_REACH_MM = 50.0  # pieces within this of the largest midline piece belong to its vertebra
 SPINE_MIN_AREA_MM2 = 500.0  # a vertebra (body and arch, > 1000 mm2), not a rib or the sternum's tip
 BODY_MIN_HU = -500.0  # the patient: anything denser than lung and air
-# The protocol's order of aortic attenuation: arterial well above delayed, delayed above unenhanced.
-ARTERIAL_OVER_DELAYED_HU = 40.0
-DELAYED_OVER_UNENHANCED_HU = 15.0
-# Three aortas within the protocol's smallest step of each other cannot be put in any order: the
-# three images are one phase (e.g. one series uploaded three times).
-SAME_PHASE_SPREAD_HU = DELAYED_OVER_UNENHANCED_HU
 
 Point = tuple[float, float]
 
@@ -423,48 +417,3 @@ def spine_mask(
     if areas[near].sum() < SPINE_MIN_AREA_MM2:
         return None
     return np.isin(pieces, index[near]), body_centre
-
-
-@dataclass(frozen=True)
-class PhaseCheck:
-    """Whether the aorta's attenuation follows the protocol (arterial >> delayed > unenhanced)."""
-
-    plausible: bool
-    message: str
-    suggested: dict[Phase, Phase] | None = None  # currently labelled phase -> the phase it looks like
-
-
-def check_phases_by_aorta(aorta_hu: Mapping[Phase, float]) -> PhaseCheck:
-    """Compare the aorta's mean HU per labelled phase with the protocol's order.
-
-    Arterial must exceed delayed by ARTERIAL_OVER_DELAYED_HU and delayed exceed unenhanced by
-    DELAYED_OVER_UNENHANCED_HU. When not, ``suggested`` relabels the slices by rank (lowest
-    aorta -> unenhanced, highest -> arterial), a proposal for the user to confirm; except when
-    all three lie within SAME_PHASE_SPREAD_HU: then they are one phase and no order is proposed.
-    """
-    values = ", ".join(f"{p.value} {aorta_hu[p]:.0f} HU" for p in PHASES)
-    u, a, d = (aorta_hu[p] for p in PHASES)
-    if a - d >= ARTERIAL_OVER_DELAYED_HU and d - u >= DELAYED_OVER_UNENHANCED_HU:
-        return PhaseCheck(
-            True, f"Aorta: {values}, as expected (arterial well above delayed, delayed above unenhanced)."
-        )
-    if max(u, a, d) - min(u, a, d) < SAME_PHASE_SPREAD_HU:
-        return PhaseCheck(
-            False,
-            f"Aorta: {values}. The three images show the same aortic attenuation (about "
-            f"{(u + a + d) / 3:.0f} HU), so they look like one phase, not an unenhanced, arterial "
-            "and delayed set.",
-        )
-    ranked = sorted(PHASES, key=lambda p: aorta_hu[p])
-    suggested = dict(zip(ranked, (Phase.UNENHANCED, Phase.DELAYED, Phase.ARTERIAL), strict=True))
-    if all(k is v for k, v in suggested.items()):
-        return PhaseCheck(
-            False,
-            f"Aorta: {values}. The order is right but the differences are small: "
-            "check that these are the unenhanced, late arterial and 180 s delayed "
-            "phases of one examination.",
-        )
-    swaps = "; ".join(
-        f"the slice labelled {k.value} looks {v.value}" for k, v in suggested.items() if k is not v
-    )
-    return PhaseCheck(False, f"Aorta: {values}. The phases look swapped: {swaps}.", suggested)
