@@ -8,7 +8,7 @@ from livercore import paper
 from livercore.app import compare, figures, inputs, state, ui
 from livercore.errors import InputError
 from livercore.teaching import catalogue
-from livercore.vocab import CAM_METHODS, CATEGORIES, PHASE_MODELS, PHASES
+from livercore.vocab import PHASE_MODELS, PHASES
 
 ui.require_router()
 st.title("Compare the five phase-models")
@@ -59,15 +59,12 @@ elif not has_review:
 assert case is not None
 
 c1, c2, c3, c4 = st.columns(4)
-method = c1.selectbox("CAM method", list(CAM_METHODS), key="compare_cam_method")
-target = c2.selectbox(
-    "CAM for",
-    [None, *CATEGORIES],
-    key="compare_cam_target",
-    format_func=lambda c: "each model's top category" if c is None else f"{c.value} {c.info.name}",
-    disabled=not CAM_METHODS[method].has_target,
-    help=None if CAM_METHODS[method].has_target else "EigenCAM has no target category.",
+cam = ui.cam_controls(
+    (c1, c2, c4),
+    keys=("compare_cam_method", "compare_cam_target", "compare_opacity"),
+    top_label="each model's top category",
 )
+method, target, opacity = cam.method, cam.target, cam.opacity
 over = c3.selectbox(
     "Draw each CAM over",
     [None, *PHASES],
@@ -75,7 +72,6 @@ over = c3.selectbox(
     format_func=lambda p: "the phase that carries most" if p is None else f"the {p.value} phase",
     help="A model that does not see the phase chosen is drawn over the phase that carries most.",
 )
-opacity = c4.slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key="compare_opacity")
 crops = inputs.crops_for(case, marks.boxes)
 analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
 verdict = compare.agreement(analysis)

@@ -15,7 +15,7 @@ from livercore.captures import read_capture
 from livercore.errors import InputError
 from livercore.measure import ROI_DIAMETER_MM, measure_case
 from livercore.teaching import catalogue
-from livercore.vocab import CAM_METHODS, CATEGORIES, LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
+from livercore.vocab import LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
 
 WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
 
@@ -344,16 +344,10 @@ p1, p2, p3, p4 = st.columns(4)
 model_name = p1.selectbox(
     "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"
 )
-method = p2.selectbox("CAM method", list(CAM_METHODS), key="cam_method")
-target = p3.selectbox(
-    "CAM for",
-    [None, *CATEGORIES],
-    key="cam_target",
-    format_func=lambda c: "the top category" if c is None else f"{c.value} {c.info.name}",
-    disabled=not CAM_METHODS[method].has_target,
-    help=None if CAM_METHODS[method].has_target else "EigenCAM has no target category.",
+cam = ui.cam_controls(
+    (p2, p3, p4), keys=("cam_method", "cam_target", "cam_opacity"), top_label="the top category"
 )
-opacity = p4.slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key="cam_opacity")
+method, target, opacity = cam.method, cam.target, cam.opacity
 analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
 result = analysis.results[model_name]
 seen = models[model_name].phase_model.phases

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import streamlit as st
 
 from livercore.app import figures
 from livercore.paper import model_reference
-from livercore.vocab import CAM_METHODS, DISCLAIMER, PHASE_MODELS, PHASES, Phase
+from livercore.vocab import CAM_METHODS, CATEGORIES, DISCLAIMER, PHASE_MODELS, PHASES, Category, Phase
 
 if TYPE_CHECKING:
     from livercore.analysis import ModelResult
@@ -247,3 +248,31 @@ def review_link(case_id: str, label: str = "Open on the Review page") -> None:
         st.page_link("pages/review.py", label=label, icon=":material/search:", query_params={"case": case_id})
     except StreamlitAPIException:
         st.markdown(f"[{label}](review?case={case_id})")
+
+
+@dataclass(frozen=True)
+class CamChoice:
+    """What the CAM controls chose: the method, its target category (None: the top one) and
+    the overlay's opacity."""
+
+    method: str
+    target: Category | None
+    opacity: float
+
+
+def cam_controls(columns: Sequence[Any], *, keys: tuple[str, str, str], top_label: str) -> CamChoice:
+    """The CAM method, target and opacity widgets, in three of the page's columns; the target is
+    disabled for a method without one (EigenCAM). `keys`: the widgets' session-state keys."""
+    method_key, target_key, opacity_key = keys
+    method = columns[0].selectbox("CAM method", list(CAM_METHODS), key=method_key)
+    has_target = CAM_METHODS[method].has_target
+    target = columns[1].selectbox(
+        "CAM for",
+        [None, *CATEGORIES],
+        key=target_key,
+        format_func=lambda c: top_label if c is None else f"{c.value} {c.info.name}",
+        disabled=not has_target,
+        help=None if has_target else f"{method} has no target category.",
+    )
+    opacity = columns[2].slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key=opacity_key)
+    return CamChoice(method, target, opacity)
