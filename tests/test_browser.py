@@ -5,7 +5,6 @@ Skipped cleanly when /usr/bin/chromium or the playwright package is missing (con
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,9 @@ from tests.browser_harness import (
     crop_sources,
     draw_box,
     full_page_screenshot,
-    launch,
     phantom_dicom,
-    running_app,
     upload_dicom,
     wait_settled,
-    write_untrained_models,
 )
 
 # --- fixtures and tests --------------------------------------------------------------------------
@@ -34,23 +30,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> Iterator[str]:
-    with running_app(write_untrained_models(tmp_path_factory.mktemp("models"))) as (url, _):
-        yield url
-
-
-@pytest.fixture(scope="module")
 def phantom_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Any]:
     files, case = phantom_dicom(tmp_path_factory.mktemp("phantom"))
     return sorted(files), case
-
-
-@pytest.fixture()
-def page(playwright_api: Any) -> Iterator[Any]:
-    browser = launch(playwright_api)
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    yield page
-    browser.close()
 
 
 def test_upload_three_dicom_files_mark_the_lesion_and_see_cams(
@@ -117,19 +99,17 @@ def test_unknown_case_link_says_so(app_url: str, page: Any) -> None:
 
 
 def choose(page: Any, label: str, option: str) -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label`: open it (a click on a box that
-    is still settling may only focus it, so click again until the list shows), then the option."""
+    """Pick `option` in the Streamlit selectbox labelled `label` as a keyboard user would (type
+    it, Enter), until the box shows it: a click on a list that a rerun redraws can miss."""
     box = page.get_by_label(label, exact=False).first
-    wanted = page.get_by_role("option", name=option, exact=True)
-    for _ in range(5):
+    for _ in range(4):
         box.click()
-        try:
-            wanted.wait_for(timeout=3_000)
-            break
-        except Exception:  # Playwright's TimeoutError: the list did not open
-            page.keyboard.press("Escape")
-    wanted.click()
-    wait_settled(page)
+        page.keyboard.type(option)
+        page.keyboard.press("Enter")
+        wait_settled(page)
+        if box.input_value() == option:
+            return
+    raise AssertionError(f"could not choose {option!r} in {label!r}")
 
 
 def test_results_page_opens_diagonal_and_off_diagonal_cells(app_url: str, page: Any) -> None:

@@ -10,7 +10,6 @@ package or the slices are missing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,6 @@ from tests.browser_harness import (
     crop_sources,
     draw_box,
     full_page_screenshot,
-    launch,
-    running_app,
     wait_settled,
 )
 from tests.conftest import REAL_CT
@@ -44,22 +41,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(len(REAL_SLICES) != 16, reason="real CT slices not available"),
 ]
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory, playwright_api: Any) -> Iterator[str]:
-    from tests.browser_harness import write_untrained_models
-
-    with running_app(write_untrained_models(tmp_path_factory.mktemp("models"))) as (url, _):
-        yield url
-
-
-@pytest.fixture()
-def page(playwright_api: Any) -> Iterator[Any]:
-    browser = launch(playwright_api)
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    yield page
-    browser.close()
 
 
 def table_row(page: Any, label: str) -> list[str]:

@@ -15,7 +15,10 @@ identifying file names, as real exports often are.
     may hold neither identifiers nor file names, and neither may the reports; a changed file in
     the real working tree may hold no identifier. Last, three 2 MiB slices are uploaded:
     Streamlit spools uploads over 1 MiB to a temporary file, which must be under TMPDIR (the
-    deployment guide puts TMPDIR on tmpfs) and unnamed.
+    deployment guide puts TMPDIR on tmpfs) and unnamed (O_TMPFILE), or unlinked before anything
+    is written to it where the file system lacks O_TMPFILE (judged from inotify's create,
+    write and delete events, in order). The warm-up includes one such upload, of plain slices:
+    tempfile probes TMPDIR with a named file once per process, at its first temporary file.
 (b) ``test_reports_are_deidentified``: report_json and report_png of such a case carry no
     identifier, file name, UID or date, and the PNG no text or EXIF chunk at all.
 (c) ``test_displayed_metadata_is_an_allow_list``: CTSlice.metadata() and the metadata table
@@ -236,14 +239,16 @@ class OpenForWriting:
 
 
 class Inotify:
-    """Every create / write / move-in under some folders (recursively), from Linux inotify; a
-    no-op elsewhere. Catches files created and deleted again between two snapshots."""
+    """Every create / write / move-in (and, with `mask`, delete / move-out) under some folders
+    (recursively), from Linux inotify; a no-op elsewhere. Catches files created and deleted again
+    between two snapshots."""
 
-    IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x2, 0x8, 0x80, 0x100
-    IN_Q_OVERFLOW = 0x4000
+    IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
+    IN_CREATE, IN_DELETE, IN_Q_OVERFLOW, IN_ISDIR = 0x100, 0x200, 0x4000, 0x40000000
     MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+    WRITES = IN_MODIFY | IN_CLOSE_WRITE
 
-    def __init__(self, roots: Iterable[Path]) -> None:
+    def __init__(self, roots: Iterable[Path], mask: int = MASK) -> None:
         self.fd = -1
         self.paths: dict[int, str] = {}
         if not sys.platform.startswith("linux"):
@@ -258,7 +263,7 @@ class Inotify:
         for root in roots:
             for folder, dirs, _ in os.walk(root):
                 dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
-                wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), self.MASK)
+                wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), mask)
                 if wd >= 0:
                     self.paths[wd] = folder
 
@@ -266,9 +271,10 @@ class Inotify:
     def active(self) -> bool:
         return self.fd >= 0 and bool(self.paths)
 
-    def events(self) -> list[str]:
-        """'<path>' per event since the last call; names inside cache folders are left out."""
-        out: list[str] = []
+    def records(self) -> list[tuple[str, int]]:
+        """(path, event mask) per event since the last call, in the order they happened; names
+        inside cache folders are left out, a lost stretch is ('<inotify queue overflow...>', mask)."""
+        out: list[tuple[str, int]] = []
         if self.fd < 0:
             return out
         for _ in range(10_000):
@@ -282,15 +288,57 @@ class Inotify:
                 name = buf[offset + 16 : offset + 16 + size].rstrip(b"\0").decode("utf-8", "replace")
                 offset += 16 + size
                 if mask & self.IN_Q_OVERFLOW:
-                    out.append("<inotify queue overflow: events lost>")
+                    out.append(("<inotify queue overflow: events lost>", mask))
                 elif name not in SKIP_DIRS:
-                    out.append(os.path.join(self.paths.get(wd, "?"), name))
+                    out.append((os.path.join(self.paths.get(wd, "?"), name), mask))
         return out
+
+    def events(self) -> list[str]:
+        """'<path>' per event since the last call; names inside cache folders are left out."""
+        return [path for path, _ in self.records()]
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def transient_names(records: list[tuple[str, int]], folder: Path) -> tuple[set[str], list[str]]:
+    """Judge the names that appeared in `folder` from inotify records (in order): (the transient
+    ones: created and unlinked again before a byte was written to the file under that name, as
+    tempfile's fallback for file systems without O_TMPFILE does (mkstemp, then unlink, then
+    write); every other event under a name, described). Writes to an unnamed O_TMPFILE spool
+    show as '#<inode>' with no CREATE and are not names; writes to a file after its unlink
+    (its old name) are what a transient spool does and pass."""
+    named: dict[str, list[int]] = {}
+    problems: list[str] = []
+    for path, mask in records:
+        parent, name = os.path.split(path)
+        if mask & Inotify.IN_Q_OVERFLOW or parent != str(folder):
+            problems.append(f"{path} (event {mask:#x})")
+        elif not (name.startswith("#") and name[1:].isdigit()) or mask & (
+            Inotify.IN_CREATE | Inotify.IN_MOVED_TO
+        ):
+            named.setdefault(path, []).append(mask)
+    transient: set[str] = set()
+    for path, masks in named.items():
+        state, created, faults = "there before", False, []
+        for mask in masks:
+            if mask & (Inotify.IN_CREATE | Inotify.IN_MOVED_TO):
+                state, created = "named", True
+            elif mask & (Inotify.IN_DELETE | Inotify.IN_MOVED_FROM):
+                if state != "named":
+                    faults.append("removed, but there before the uploads")
+                state = "gone"
+            elif mask & Inotify.WRITES and state != "gone":
+                faults.append("written under its name" if state == "named" else "written, there before")
+        if state == "named":
+            faults.append("created and still there")
+        if faults:
+            problems.append(f"{path} ({', '.join(sorted(set(faults)))})")
+        elif created:
+            transient.add(path)
+    return transient, problems
 
 
 # --- PNG chunks ---------------------------------------------------------------------------------------
@@ -360,13 +408,28 @@ def private_tree(out: Path) -> Path:
     return Path(shutil.copytree(ROOT, out, ignore=ignore, symlinks=True))
 
 
+# Variables the server must not inherit from the test process: cache and config locations would
+# send its writes out of the watched folders. TORCHINDUCTOR_CACHE_DIR in particular: torch sets it
+# in os.environ (torch._inductor cache_dir(), run when torchvision imports torch._dynamo), so once
+# an earlier test in the same pytest run has imported grad-cam, a server that inherits it no
+# longer calls tempfile.gettempdir() at its first analysis, and does so instead at its first
+# spooled upload (below), with tempfile's one-off probe of TMPDIR: a named 8-character file
+# written with b"blat" and unlinked at once, which the fd poller then sees by chance.
+SERVER_ENV_DROPPED = (
+    "XDG_",
+    "MPLCONFIGDIR",
+    "TORCH_HOME",
+    "TORCHINDUCTOR_",
+    "TRITON_",
+    "STREAMLIT_",
+    "PYTHONPATH",
+)
+
+
 def server_env(app: Path, models: Path, tmpdir: Path, home: Path) -> dict[str, str]:
-    """The server's environment: TMPDIR and HOME on fresh folders, livercore imported from `app`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("XDG_", "MPLCONFIGDIR", "TORCH_HOME", "STREAMLIT_", "PYTHONPATH"))
-    }
+    """The server's environment: TMPDIR and HOME on fresh folders, livercore imported from `app`,
+    whether the test runs alone or after others in one pytest process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_ENV_DROPPED)}
     return env | {
         "LIVERCORE_MODELS": str(models),
         "TMPDIR": str(tmpdir),
@@ -395,7 +458,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 def test_upload_writes_nothing_and_logs_nothing(
     tmp_path: Path, browser: Any, models_dir: Path, identifying_files: tuple[list[Path], Any, list[str]]
 ) -> None:
-    from livercore.vocab import Phase
+    from livercore.vocab import PHASES, Phase
 
     files, case, uids = identifying_files
     needles = all_needles(files, uids)
@@ -419,6 +482,7 @@ def test_upload_writes_nothing_and_logs_nothing(
     url = f"http://127.0.0.1:{port}"
     server = start_server(None, port, cwd=app, env=env, log=log)
     watcher: Inotify | None = None
+    spool_watch: Inotify | None = None
     try:
         wait_healthy(port)
         # Warm up (models loaded, grad-cam imported, Streamlit's own start-up files written)
@@ -427,6 +491,16 @@ def test_upload_writes_nothing_and_logs_nothing(
         warm.goto(f"{url}/review?case=teaching-0-0026")
         warm.wait_for_selector("text=Triphasic model:", timeout=40_000)
         wait_settled(warm, PREDICTION_IMAGES, timeout_ms=20_000)
+        warm.close()
+        # ... and a spooled upload of the phantom case's plain (not identifying) slices, enlarged:
+        # the server's first temporary file makes tempfile probe TMPDIR once per process (a named
+        # file, 4 bytes, unlinked at once), which must happen before the pictures, whatever
+        # torch's imports did or did not do at the first analysis.
+        plain = [files[0].parent / "plain" / case.case_id / f"{p.value}.dcm" for p in PHASES]
+        warm = browser.new_page(viewport={"width": 1500, "height": 1100})
+        warm.goto(f"{url}/review")
+        warm.wait_for_selector("text=Review a lesion", timeout=30_000)
+        upload_dicom(warm, [enlarged_copy(f, tmp_path / "warm" / f.name) for f in plain])
         warm.close()
         time.sleep(1.0)
         before, before_repo = snapshot(watched), snapshot([ROOT])
@@ -458,8 +532,11 @@ def test_upload_writes_nothing_and_logs_nothing(
 
         # Uploads over 1 MiB (a 1024 x 1024 slice): Streamlit's multipart parser (Starlette)
         # spools them to a temporary file. The deployment guide puts TMPDIR on tmpfs for this:
-        # hold it to that, the spool must be under TMPDIR and unnamed or removed.
+        # hold it to that, the spool must be under TMPDIR and unnamed (O_TMPFILE) or, where the
+        # file system lacks O_TMPFILE, unlinked before a byte is written to it. Inotify sees
+        # every name, however briefly it lived; the fd poller sees where the spool was.
         large = [enlarged_copy(f, tmp_path / "large" / f.name) for f in files]
+        spool_watch = Inotify(watched, Inotify.MASK | Inotify.IN_DELETE | Inotify.IN_MOVED_FROM)
         with OpenForWriting(server.pid, ignore=[log]) as spooled:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.goto(f"{url}/review")
@@ -467,10 +544,13 @@ def test_upload_writes_nothing_and_logs_nothing(
             upload_dicom(page, large)
             page.close()
             time.sleep(0.5)
+        spool_records = spool_watch.records()
         after_large = snapshot(watched)
     finally:
         if watcher is not None:
             watcher.close()
+        if spool_watch is not None:
+            spool_watch.close()
         stop_server(server)
 
     created = sorted(set(after) - set(before))
@@ -499,9 +579,15 @@ def test_upload_writes_nothing_and_logs_nothing(
     assert_png_clean(downloads["Report (PNG)"], needles)
 
     assert after_large == after, "named files appeared while large files were uploaded"
-    outside = [p for p in spooled.seen if not (p.startswith(f"{server_tmp}/") and p.endswith(" (deleted)"))]
+    transient, faulty = transient_names(spool_records, server_tmp)
+    assert not faulty, f"large uploads: files written under a name, or outside TMPDIR: {faulty[:20]}"
+    outside = [
+        p
+        for p in spooled.seen
+        if not (p.startswith(f"{server_tmp}/") and (p.endswith(" (deleted)") or p in transient))
+    ]
     assert not outside, f"large uploads spooled outside TMPDIR or under a name: {outside}"
-    print(f"large uploads: spool files seen {sorted(spooled.seen)}")  # shown with -s
+    print(f"large uploads: spool files seen {sorted(spooled.seen)}, transient names {sorted(transient)}")
 
 
 # --- (b) exports are de-identified ----------------------------------------------------------------------
