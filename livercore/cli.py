@@ -66,6 +66,26 @@ def _teaching_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cohort_scan(args: argparse.Namespace) -> int:
+    from livercore.dicom_study import propose_phases, read_studies
+
+    studies = read_studies(args.source)
+    for study in studies:
+        print(f"study {study.number}: {len(study.series)} CT series")
+        for volume in study.series:
+            print(f"  {volume.label()}")
+        for note in study.notes:
+            print(f"  not a volume: {note}")
+        try:
+            proposal = propose_phases(study, late=args.late)
+        except InputError as err:
+            print(f"  phases: {err}")
+            continue
+        for phase, index in proposal.series.items():
+            print(f"  {phase.value}: series {study.series[index].number} ({proposal.reasons[phase]})")
+    return 0
+
+
 def _study_run(args: argparse.Namespace) -> int:
     from livercore.study import run_study, shortcut_audit, write_metrics
 
@@ -236,6 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tb.add_argument("--out", default=str(DEFAULT_CASES_DIR), help="the case folder (default: cases/)")
     tb.set_defaults(func=_teaching_build)
+
+    cohort = sub.add_parser("cohort", help="real studies: read them, propose their phases").add_subparsers(
+        dest="action", required=True
+    )
+    scan = cohort.add_parser(
+        "scan", help="list the studies, series (as volumes) and proposed phases of a DICOM folder or zip"
+    )
+    scan.add_argument("source", help="a folder of DICOM files (searched recursively) or a zip archive")
+    scan.add_argument(
+        "--late",
+        choices=("delayed", "portal-venous"),
+        default="delayed",
+        help="which late phase plays the paper's delayed phase (default: delayed)",
+    )
+    scan.set_defaults(func=_cohort_scan)
 
     study = sub.add_parser("study", help="train, evaluate and report the five phase-models").add_subparsers(
         dest="action", required=True

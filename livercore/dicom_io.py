@@ -132,6 +132,11 @@ class CTSlice:
     contrast_start_time_s: float | None = None
     notes: tuple[str, ...] = ()
     label: str = ""
+    # Geometry and grouping, for building volumes (livercore.dicom_study); identifiers stay in
+    # memory and out of metadata().
+    position_mm: tuple[float, ...] | None = None  # ImagePositionPatient (0020,0032), x y z in mm
+    orientation: tuple[float, ...] | None = None  # ImageOrientationPatient (0020,0037), 6 cosines
+    study_uid: str = ""  # StudyInstanceUID (0020,000D), "" when absent
 
     def metadata(self) -> dict[str, Any]:
         """The allow-listed header values that may be shown; never patient identifiers."""
@@ -234,7 +239,28 @@ def read_zip_series(
     max_pixels: int = MAX_PIXELS,
     max_slices: int = MAX_SLICES,
 ) -> list[CTSlice]:
-    """Read one CT series from a zip archive held in memory.
+    """Read one CT series from a zip archive held in memory (read_zip_slices, then checked to
+    be one series and sorted as by :func:`read_series`)."""
+    return _sorted_series(
+        read_zip_slices(
+            data,
+            max_entries=max_entries,
+            max_total_bytes=max_total_bytes,
+            max_pixels=max_pixels,
+            max_slices=max_slices,
+        )
+    )
+
+
+def read_zip_slices(
+    data: bytes,
+    *,
+    max_entries: int = 2000,
+    max_total_bytes: int = MAX_ZIP_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    max_slices: int = MAX_SLICES,
+) -> list[CTSlice]:
+    """Read every CT slice of a zip archive held in memory, in archive order.
 
     Nothing is extracted to disk and entry names are only kept as ``CTSlice.label``. Limits
     come from the central directory and are checked before any entry is decompressed: the
@@ -244,15 +270,10 @@ def read_zip_series(
     resource forks, nested archives, files that are not DICOM, DICOMDIR indexes and non-CT
     objects (dose reports, presentation states) are skipped.
 
-    Returns
-    -------
-    list[CTSlice]
-        Sorted as by :func:`read_series`.
-
     Raises
     ------
     InputError
-        Not a zip, a limit exceeded, a damaged entry, no CT slice inside, or a mixed series.
+        Not a zip, a limit exceeded, a damaged entry, or no CT slice inside.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -295,7 +316,7 @@ def read_zip_series(
     if not slices:
         found = ", ".join(f"{n} {m}" for m, n in sorted(skipped.items())) or "none"
         raise InputError(f"The zip archive contains no CT slices (other DICOM objects found: {found}).")
-    return _sorted_series(slices)
+    return slices
 
 
 def _read_bytes(source: Source, max_bytes: int) -> bytes:
@@ -487,6 +508,9 @@ def _checked_slice(ds: Dataset, max_pixels: int, label: str) -> CTSlice:
         contrast_start_time_s=_first_time(ds, ("ContrastBolusStartTime",)),
         notes=tuple(notes),
         label=label,
+        position_mm=_floats(ds, "ImagePositionPatient", 3),
+        orientation=_floats(ds, "ImageOrientationPatient", 6),
+        study_uid=_text(ds, "StudyInstanceUID"),
     )
 
 
@@ -598,6 +622,16 @@ def _pixel_spacing(ds: Dataset) -> tuple[float, float]:
             "This CT file has no valid Pixel Spacing (0028,0030); the pixel size in mm is needed."
         )
     return row, col
+
+
+def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    """A multi-valued number tag of exactly n finite values, else None."""
+    value = ds.get(keyword)
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == n and all(math.isfinite(v) for v in numbers) else None
 
 
 def _position_z(ds: Dataset) -> float | None:

@@ -298,6 +298,7 @@ def test_report_of_a_one_model_study(tmp_path: Path, capsys: pytest.CaptureFixtu
         ["phantom", "export", "--cohort", "test-2016", "--size", "1", "--out", "/proc/no/such/folder"],
         ["phantom", "montage", "--out", "/proc/no/such/atlas.png"],
         ["validate", "/no/such/file.dcm"],
+        ["cohort", "scan", "/no/such/folder"],
     ],
 )
 def test_every_subcommand_answers_a_wrong_path_with_a_sentence(

@@ -1,0 +1,185 @@
+"""Studies from folders and zips: grouping, volumes in patient space, phases, hostile folders."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from livercore import dicom_io
+from livercore.dicom_study import (
+    DELAYED,
+    PORTAL_VENOUS,
+    build_volume,
+    propose_phases,
+    read_studies,
+    series_kind,
+)
+from livercore.errors import InputError
+from livercore.vocab import PHASES, Phase
+from tests.conftest import REAL_CT
+
+SPACING_MM, STEP_MM = 0.8, 2.5
+
+
+def write_series(
+    out: Path,
+    *,
+    study: str,
+    phase: Phase,
+    z_mm: list[float],
+    description: str | None = None,
+    injection_s: float = 36_000.0,
+) -> list[Path]:
+    """One synthetic CT series (64 x 64 slices of 40 + 2 z HU: the value tells the position)."""
+    out.mkdir(parents=True, exist_ok=True)
+    series_uid = dicom_io.derive_uid(study, phase.value)
+    paths = []
+    for k, z in enumerate(z_mm, start=1):
+        hu = np.full((64, 64), 40.0 + 2 * z, np.float32)
+        ds = dicom_io.ct_slice_dataset(
+            hu,
+            phase=phase,
+            pixel_spacing_mm=SPACING_MM,
+            slice_thickness_mm=STEP_MM,
+            patient_id=f"P-{study}",
+            study_uid=dicom_io.derive_uid(study),
+            series_uid=series_uid,
+            study_date="20240102",
+            injection_time_s=injection_s,
+            manufacturer="GE",
+            series_number=PHASES.index(phase) + 1,
+            position_z_mm=z,
+            instance_number=k,
+        )
+        if description is not None:
+            ds.SeriesDescription = description
+        path = out / f"{study}-{phase.value}-{k:03d}.dcm"
+        dicom_io.write_dataset(ds, path)
+        paths.append(path)
+    return paths
+
+
+def three_phase_study(out: Path, study: str, *, injection_s: float = 36_000.0) -> None:
+    for phase in PHASES:
+        z = [float(v) for v in np.arange(5) * STEP_MM - 100.0]
+        write_series(out / study / phase.value, study=study, phase=phase, z_mm=z, injection_s=injection_s)
+
+
+def test_a_folder_of_two_studies_reads_as_two_studies_of_three_volumes(tmp_path: Path) -> None:
+    three_phase_study(tmp_path, "b", injection_s=50_000.0)  # the later study, written first
+    three_phase_study(tmp_path, "a")
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    studies = read_studies(tmp_path)
+    assert [len(s.series) for s in studies] == [3, 3]
+    first = studies[0]
+    assert [v.kind for v in first.series] == ["unenhanced", "arterial", "delayed"]  # acquisition order
+    volume = first.series[1]
+    assert volume.hu.shape == (5, 64, 64) and volume.spacing_mm == (STEP_MM, SPACING_MM, SPACING_MM)
+    np.testing.assert_allclose(volume.hu[:, 0, 0], 40.0 + 2 * (np.arange(5) * STEP_MM - 100.0))  # along z
+    proposal = propose_phases(first)
+    assert proposal.series == {Phase.UNENHANCED: 0, Phase.ARTERIAL: 1, Phase.DELAYED: 2}
+    assert all("description" in r for r in proposal.reasons.values())
+
+
+def test_shuffled_files_are_sorted_along_the_slice_normal(tmp_path: Path) -> None:
+    paths = write_series(
+        tmp_path, study="s", phase=Phase.ARTERIAL, z_mm=[5.0, -5.0, 0.0, 10.0, 2.5, 7.5, -2.5]
+    )
+    volume = build_volume([dicom_io.read_ct_slice(p) for p in paths])
+    np.testing.assert_allclose(volume.hu[:, 0, 0], 40.0 + 2 * np.arange(-5.0, 10.1, 2.5))
+    assert volume.origin_mm is not None and volume.origin_mm[2] == -5.0
+
+
+def test_portal_venous_and_delayed_are_both_recognised_and_the_user_picks(tmp_path: Path) -> None:
+    for phase, description in ((Phase.UNENHANCED, "NC"), (Phase.ARTERIAL, "ART")):
+        write_series(tmp_path, study="s", phase=phase, z_mm=[0.0, 2.5, 5.0], description=description)
+    write_series(
+        tmp_path / "pv", study="s", phase=Phase.DELAYED, z_mm=[0.0, 2.5, 5.0], description="PORTAL 70s"
+    )
+    late = write_series(
+        tmp_path / "del", study="s2", phase=Phase.DELAYED, z_mm=[0.0, 2.5, 5.0], description="DELAYED 3 MIN"
+    )
+    # the delayed series belongs to the same study, acquired after the portal-venous one
+    for path in late:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = dicom_io.derive_uid("s")
+        ds.SeriesInstanceUID = dicom_io.derive_uid("s", "late")
+        ds.AcquisitionTime = "100500"
+        ds.save_as(path)
+    (study,) = read_studies(tmp_path)
+    kinds = sorted(v.kind or "" for v in study.series)
+    assert kinds == sorted(["unenhanced", "arterial", PORTAL_VENOUS, DELAYED])
+    as_delayed = propose_phases(study, late=DELAYED).series[Phase.DELAYED]
+    as_portal = propose_phases(study, late=PORTAL_VENOUS).series[Phase.DELAYED]
+    assert study.series[as_delayed].kind == DELAYED and study.series[as_portal].kind == PORTAL_VENOUS
+
+
+def test_hostile_series_get_sentences(tmp_path: Path) -> None:
+    duplicate = write_series(tmp_path / "dup", study="d", phase=Phase.ARTERIAL, z_mm=[0.0, 2.5, 2.5, 5.0])
+    with pytest.raises(InputError, match="two slices at the same position"):
+        build_volume([dicom_io.read_ct_slice(p) for p in duplicate])
+    gap = write_series(tmp_path / "gap", study="g", phase=Phase.ARTERIAL, z_mm=[0.0, 2.5, 5.0, 10.0, 12.5])
+    with pytest.raises(InputError, match=r"1 missing slice\(s\) between 5.0 and 10.0 mm"):
+        build_volume([dicom_io.read_ct_slice(p) for p in gap])
+    tilted = write_series(tmp_path / "tilt", study="t", phase=Phase.ARTERIAL, z_mm=[0.0, 2.5, 5.0])
+    ds = pydicom.dcmread(tilted[1])
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0.9, -0.436]
+    ds.save_as(tilted[1])
+    with pytest.raises(InputError, match="mixes slice orientations"):
+        build_volume([dicom_io.read_ct_slice(p) for p in tilted])
+    # in a folder, the broken series is left out with its sentence, the good one is read
+    (study_d,) = read_studies(tmp_path / "dup")
+    assert not study_d.series and "same position" in study_d.notes[0]
+
+
+def test_a_zip_of_mixed_studies_is_read_in_memory(tmp_path: Path) -> None:
+    three_phase_study(tmp_path, "a")
+    three_phase_study(tmp_path, "b", injection_s=50_000.0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(tmp_path.rglob("*.dcm")):
+            archive.write(path, path.relative_to(tmp_path).as_posix())
+    studies = read_studies(buffer.getvalue())
+    assert [len(s.series) for s in studies] == [3, 3]
+
+
+def test_a_zip_bomb_and_a_missing_folder_get_sentences(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.dcm", b"\0" * (64 * 2**20))
+    with pytest.raises(InputError, match=r"zip bomb|compression ratio"):
+        read_studies(buffer.getvalue())
+    with pytest.raises(InputError, match="neither a folder nor a zip"):
+        read_studies(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no CT slices"):
+        read_studies(tmp_path / "empty")
+
+
+@pytest.mark.skipif(not REAL_CT.is_dir(), reason="../shared/data/real-ct is not beside this checkout")
+def test_the_real_hcc048_series_reads_as_one_portal_venous_volume() -> None:
+    (study,) = read_studies(REAL_CT)
+    (volume,) = study.series
+    assert volume.hu.shape == (16, 512, 512)
+    assert volume.spacing_mm == pytest.approx((5.0, 0.703125, 0.703125))  # every second 2.5 mm slice
+    assert volume.kind == PORTAL_VENOUS and "aorta" in volume.kind_reason  # its description names none
+    assert series_kind(volume.slices[0]) is None
+    assert volume.origin_mm == pytest.approx((-180.0, -180.0, -271.0))
+
+
+def test_cohort_scan_lists_studies_series_and_proposed_phases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from livercore.cli import main
+
+    three_phase_study(tmp_path, "a")
+    assert main(["cohort", "scan", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "study 1: 3 CT series" in out
+    assert "arterial: series 2 (its description says arterial)" in out
+    assert "P-a" not in out and dicom_io.derive_uid("a") not in out  # no identifiers printed
