@@ -86,6 +86,22 @@ def _cohort_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cohort_import_nifti(args: argparse.Namespace) -> int:
+    from livercore.nifti_cohort import NiftiLayout, absent_categories, import_cohort
+    from livercore.vocab import Phase
+
+    names = {p: p.value for p in PHASES}
+    if args.delayed_name:
+        names[Phase.DELAYED] = args.delayed_name
+    manifest = import_cohort(args.folder, args.out, NiftiLayout(phase_names=names))
+    counts = manifest["category"].value_counts().sort_index().to_dict()
+    print(f"wrote {len(manifest)} lesions and {args.out}/manifest.csv; categories {counts}")
+    absent = absent_categories(manifest)
+    if absent:
+        print(f"no lesion of category {', '.join(c.value for c in absent)}: the study reports what it has")
+    return 0
+
+
 def _study_run(args: argparse.Namespace) -> int:
     from livercore.study import run_study, shortcut_audit, write_metrics
 
@@ -271,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="which late phase plays the paper's delayed phase (default: delayed)",
     )
     scan.set_defaults(func=_cohort_scan)
+    nifti = cohort.add_parser(
+        "import-nifti", help="a NIfTI benchmark (volumes per phase, a lesion mask, labels.csv) -> a manifest"
+    )
+    nifti.add_argument("folder", help="the benchmark's folder (layout: livercore.nifti_cohort)")
+    nifti.add_argument("--out", required=True, help="folder for the cohort (DICOM slices and manifest.csv)")
+    nifti.add_argument(
+        "--delayed-name", help="the file name of the phase that plays 'delayed' (e.g. portal)", default=None
+    )
+    nifti.set_defaults(func=_cohort_import_nifti)
 
     study = sub.add_parser("study", help="train, evaluate and report the five phase-models").add_subparsers(
         dest="action", required=True
