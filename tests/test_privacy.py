@@ -489,7 +489,7 @@ def test_upload_writes_nothing_and_logs_nothing(
         # with an example case, then take the 'before' picture.
         warm = browser.new_page(viewport={"width": 1500, "height": 1100})
         warm.goto(f"{url}/review?case=teaching-0-0026")
-        warm.wait_for_selector("text=Triphasic model:", timeout=40_000)
+        warm.wait_for_selector("text=Triphasic model:", timeout=90_000)
         wait_settled(warm, PREDICTION_IMAGES, timeout_ms=20_000)
         warm.close()
         # ... and a spooled upload of the phantom case's plain (not identifying) slices, enlarged:
