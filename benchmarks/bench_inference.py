@@ -1,4 +1,6 @@
-"""One case through the five shipped phase-models, with and without CAMs, on this machine.
+"""One case through the five shipped phase-models, with and without CAMs and phase
+contributions, on this machine; and the phase contributions' exact Shapley values in one batch
+against captum's ShapleyValues (the reference the tests hold them to), side by side.
 
 python benchmarks/bench_inference.py   ->  benchmarks/results/inference_<device>.json
 """
@@ -18,6 +20,34 @@ from livercore.analysis import analyse_crops, load_models
 from livercore.phantom import generate_case
 from livercore.preprocess import LesionBox, preprocess_case
 from livercore.vocab import PHASES
+
+
+def contribution_timings(model, crops: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median ms of the triphasic model's phase contributions: ours (2^3 inputs, one batch) and
+    captum's ShapleyValues over the same three channel groups and baseline, alternated."""
+    from captum.attr import ShapleyValues
+
+    from livercore.contribution import flat_baseline, phase_contributions
+    from livercore.model import as_input, probabilities
+    from livercore.vocab import Category
+
+    x = as_input(crops)
+    mask = torch.arange(3).view(1, -1, 1, 1).expand_as(x).contiguous()
+    reference = ShapleyValues(lambda t: probabilities(model.net(t)))
+    ours, theirs = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        phase_contributions(model.net, crops, model.phase_model.phases, Category.A)
+        ours.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        with torch.no_grad():
+            reference.attribute(x, baselines=flat_baseline(x), target=0, feature_mask=mask)
+        theirs.append((time.perf_counter() - t) * 1000)
+    return {
+        "ours_median": round(float(np.median(ours)), 1),
+        "captum_shapley_median": round(float(np.median(theirs)), 1),
+        "ratio_captum_over_ours": round(float(np.median(theirs) / np.median(ours)), 1),
+    }
 
 
 def main(repeats: int = 20) -> dict:
@@ -40,14 +70,18 @@ def main(repeats: int = 20) -> dict:
         "repeats": repeats,
     }
     for method in (None, "GradCAM", "GradCAM++", "EigenCAM"):
-        analyse_crops(crops, models, cam_method=method)  # warm-up
-        times = []
-        for _ in range(repeats):
-            times.append(analyse_crops(crops, models, cam_method=method).seconds * 1000)
-        result[f"five_models_{method or 'no_cam'}_ms"] = {
-            "median": round(float(np.median(times)), 1),
-            "p95": round(float(np.percentile(times, 95)), 1),
-        }
+        for contributions in (True, False):
+            analyse_crops(crops, models, cam_method=method, contributions=contributions)  # warm-up
+            times = []
+            for _ in range(repeats):
+                run = analyse_crops(crops, models, cam_method=method, contributions=contributions)
+                times.append(run.seconds * 1000)
+            name = f"five_models_{method or 'no_cam'}{'' if contributions else '_without_contributions'}_ms"
+            result[name] = {
+                "median": round(float(np.median(times)), 1),
+                "p95": round(float(np.percentile(times, 95)), 1),
+            }
+    result["phase_contributions_triphasic_ms"] = contribution_timings(models["triphasic"], crops, repeats)
     out = Path(__file__).parent / "results" / "inference_cpu.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

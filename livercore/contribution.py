@@ -10,10 +10,10 @@ revealed; the values add up to P(category | all phases) - P(category | no phase)
 phase's positive part is a share of the evidence (Lundberg & Lee, NeurIPS 2017).
 
 With two or three phases the exact values need 2^n forward passes, made in one batch: 4 or 8
-images, about 20 ms on one CPU thread. captum's ShapleyValues computes the same numbers
-(tests/test_contribution.py holds it as the reference) but evaluates the orders one by one,
-about ten times slower (238 ms against 24 ms for the triphasic model, one thread, 2-core CPU),
-too slow for the review page.
+images, about 14 ms for the triphasic model on the 2-core CPU. captum's ShapleyValues computes
+the same numbers (tests/test_contribution.py holds it as the reference) but evaluates the
+orders one by one: 183 ms against 14 ms in one run (benchmarks/bench_inference.py,
+benchmarks/results/inference_cpu.json), too slow for the review page.
 """
 
 from __future__ import annotations
