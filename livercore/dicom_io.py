@@ -231,25 +231,10 @@ def read_series(
     return _sorted_series(slices)
 
 
-def read_zip_series(
-    data: bytes,
-    *,
-    max_entries: int = 2000,
-    max_total_bytes: int = MAX_ZIP_BYTES,
-    max_pixels: int = MAX_PIXELS,
-    max_slices: int = MAX_SLICES,
-) -> list[CTSlice]:
-    """Read one CT series from a zip archive held in memory (read_zip_slices, then checked to
-    be one series and sorted as by :func:`read_series`)."""
-    return _sorted_series(
-        read_zip_slices(
-            data,
-            max_entries=max_entries,
-            max_total_bytes=max_total_bytes,
-            max_pixels=max_pixels,
-            max_slices=max_slices,
-        )
-    )
+def read_zip_series(data: bytes, **limits: int) -> list[CTSlice]:
+    """Read one CT series from a zip archive held in memory: :func:`read_zip_slices` (with its
+    `limits`), checked to be one series and sorted as by :func:`read_series`."""
+    return _sorted_series(read_zip_slices(data, **limits))
 
 
 def read_zip_slices(
