@@ -72,6 +72,31 @@ class SeriesVolume:
         times = [s.acquisition_time_s for s in self.slices if s.acquisition_time_s is not None]
         return min(times) if times else None
 
+    def _axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self.origin_mm is None or self.orientation is None:
+            raise InputError(
+                f"Series {self.number} has no patient-space geometry (ImagePositionPatient, "
+                "ImageOrientationPatient): points in millimetres cannot be placed in it."
+            )
+        row_dir = np.asarray(self.orientation[:3])  # direction along a row: columns grow
+        col_dir = np.asarray(self.orientation[3:])  # direction down a column: rows grow
+        return np.asarray(self.origin_mm), row_dir, col_dir, np.cross(row_dir, col_dir)
+
+    def to_voxel(self, point_mm: Sequence[float]) -> tuple[float, float, float]:
+        """(section, row, col), fractional, of a point in patient coordinates (mm, DICOM LPS)."""
+        origin, row_dir, col_dir, normal = self._axes()
+        d = np.asarray(point_mm, float) - origin
+        dz, dr, dc = self.spacing_mm
+        return float(d @ normal / dz), float(d @ col_dir / dr), float(d @ row_dir / dc)
+
+    def to_patient(self, voxel: Sequence[float]) -> tuple[float, float, float]:
+        """The patient coordinates (mm, DICOM LPS) of a (section, row, col) position."""
+        origin, row_dir, col_dir, normal = self._axes()
+        k, r, c = (float(v) for v in voxel)
+        dz, dr, dc = self.spacing_mm
+        x, y, z = origin + k * dz * normal + r * dr * col_dir + c * dc * row_dir
+        return float(x), float(y), float(z)
+
     def label(self) -> str:
         """'series 2: ART 35s, 16 sections of 5.0 mm, looks arterial' (no identifiers)."""
         what = f"series {self.number}: {self.description or 'no description'}"

@@ -183,3 +183,26 @@ def test_cohort_scan_lists_studies_series_and_proposed_phases(
     assert "study 1: 3 CT series" in out
     assert "arterial: series 2 (its description says arterial)" in out
     assert "P-a" not in out and dicom_io.derive_uid("a") not in out  # no identifiers printed
+
+
+def test_points_in_patient_millimetres_find_their_voxel_in_every_phase(tmp_path: Path) -> None:
+    """The geometry a point annotation (or a mask's centre) needs to reach the other phases."""
+    three_phase_study(tmp_path, "a")
+    (study,) = read_studies(tmp_path)
+    arterial = study.series[1]
+    point = arterial.to_patient((2.0, 20.0, 30.0))
+    for volume in study.series:  # same table position and field: the same voxel in every phase
+        np.testing.assert_allclose(volume.to_voxel(point), (2.0, 20.0, 30.0), atol=1e-9)
+    # the writer centres the field on the patient: pixel (31.5, 31.5) of 64 x 64 is x = y = 0
+    np.testing.assert_allclose(arterial.to_patient((0.0, 31.5, 31.5))[:2], (0.0, 0.0), atol=1e-6)
+
+
+@pytest.mark.skipif(not REAL_CT.is_dir(), reason="../shared/data/real-ct is not beside this checkout")
+def test_the_real_series_places_a_point_through_its_own_geometry() -> None:
+    (study,) = read_studies(REAL_CT)
+    (volume,) = study.series
+    # slice_07 of the files is section 7 (z = -236 mm); pixel (0, 0) is ImagePositionPatient
+    assert volume.to_patient((7, 0, 0)) == pytest.approx((-180.0, -180.0, -236.0))
+    np.testing.assert_allclose(
+        volume.to_voxel((-180.0 + 0.703125 * 10, -180.0 + 0.703125 * 4, -231.0)), (8, 4, 10)
+    )
