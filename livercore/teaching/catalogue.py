@@ -193,7 +193,9 @@ def open_case(case_id: str, root: str | os.PathLike[str] | None = None) -> Revie
     if not stored.empty:
         number = next(e.number for e in _entries(table, STORED) if e.case_id == case_id)
         return case_from_row(
-            stored.iloc[0], lambda relative: _inside(base, relative), title=f"Example case {number}"
+            stored.iloc[0],
+            lambda relative: _inside(base, relative, CATALOGUE),
+            title=f"Example case {number}",
         )
     site_root = site_cases_dir()
     if site_root is not None and site_root.is_dir():
@@ -328,10 +330,11 @@ def read_site_labels(folder: str | os.PathLike[str]) -> pd.DataFrame:
     return labels
 
 
-def _inside(root: Path, relative: str) -> Path:
+def _inside(root: Path, relative: str, listing: str = SITE_LABELS) -> Path:
+    """root/relative, refused (InputError) when it leaves root: `listing` named a file outside."""
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
-        raise InputError(f"{SITE_LABELS} names a file outside its folder.")
+        raise InputError(f"{listing} names a file outside its folder.")
     return path
 
 
