@@ -86,6 +86,15 @@ def _cohort_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cohort_import_dicom(args: argparse.Namespace) -> int:
+    from livercore.dicom_study import import_studies
+
+    manifest = import_studies(args.folder, args.points, args.out, late=args.late)
+    counts = manifest["category"].value_counts().sort_index().to_dict()
+    print(f"wrote {len(manifest)} lesions and {args.out}/manifest.csv; categories {counts}")
+    return 0
+
+
 def _cohort_import_nifti(args: argparse.Namespace) -> int:
     from livercore.nifti_cohort import NiftiLayout, absent_categories, import_cohort
     from livercore.vocab import Phase
@@ -287,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="which late phase plays the paper's delayed phase (default: delayed)",
     )
     scan.set_defaults(func=_cohort_scan)
+    dicom = cohort.add_parser(
+        "import-dicom",
+        help="a PACS export (a folder per case) and a CSV of lesion points in mm -> a manifest",
+    )
+    dicom.add_argument("folder", help="one subfolder of DICOM files per case, named by its case_id")
+    dicom.add_argument(
+        "--points", required=True, help="CSV: case_id, category, x_mm, y_mm, z_mm, diameter_mm[, subtype]"
+    )
+    dicom.add_argument("--out", required=True, help="folder for the cohort (DICOM slices and manifest.csv)")
+    dicom.add_argument("--late", choices=("delayed", "portal-venous"), default="delayed")
+    dicom.set_defaults(func=_cohort_import_dicom)
     nifti = cohort.add_parser(
         "import-nifti", help="a NIfTI benchmark (volumes per phase, a lesion mask, labels.csv) -> a manifest"
     )

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from livercore import dicom_io
 from livercore.errors import InputError
 from livercore.file_kind import sniff
 from livercore.measure import aorta_in_slice
 from livercore.phases import phase_hint
-from livercore.vocab import Phase
+from livercore.vocab import PHASES, Category, Phase
 
 MAX_FILES = 20_000  # a folder of several studies; each file is read one at a time
 MAX_VOLUME_VOXELS = 1000 * 512 * 512  # 1000 sections of 512 x 512 (1 GiB of float32): one series
@@ -316,3 +317,90 @@ def propose_phases(study: ImagingStudy, *, late: str = DELAYED) -> PhaseProposal
         chosen[Phase.DELAYED] = free.pop()
         reasons[Phase.DELAYED] = "the latest series left"
     return PhaseProposal(chosen, reasons)
+
+
+# --- a site's studies and lesion points -> the cohort format ---------------------------------------
+
+POINT_COLUMNS = ("case_id", "category", "x_mm", "y_mm", "z_mm", "diameter_mm")  # then optional subtype
+
+
+def read_points(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A CSV of one lesion per row: the case (a study's folder name), its category A-E, its
+    centre in patient coordinates (mm, DICOM LPS, as a PACS viewer's cursor reads) and its
+    diameter (mm); optional subtype. InputError (a sentence) for a file that is not one."""
+    try:
+        table = pd.read_csv(path, dtype={"case_id": str, "category": str, "subtype": str})
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise InputError(f"The points file could not be read as CSV: {err}") from err
+    missing = [c for c in POINT_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"The points file lacks the column(s): {', '.join(missing)}.")
+    bad = sorted(set(table["category"].astype(str).str.upper()) - {c.value for c in Category})
+    if bad:
+        raise InputError(f"The points file has categories other than A-E: {', '.join(bad[:5])}.")
+    return table
+
+
+def import_studies(
+    folder: str | os.PathLike[str],
+    points: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    late: str = DELAYED,
+) -> pd.DataFrame:
+    """A site's PACS export (one subfolder per case, named by its case_id) with a points CSV ->
+    livercore's cohort format: for each lesion, the proposed three phases (propose_phases), in
+    each the section through the point and the point's (row, col) there, written as three
+    single-slice CT files with synthetic identifiers and out/manifest.csv (read by
+    `livercore study run --train`). One study is read at a time."""
+    root, dest = Path(folder), Path(out)
+    table = read_points(points)
+    rows = []
+    for n, (case_id, lesions) in enumerate(table.groupby("case_id", sort=False), start=1):
+        studies = read_studies(root / str(case_id))
+        if len(studies) != 1:
+            raise InputError(f"The folder of case {case_id} holds {len(studies)} studies; one is expected.")
+        (study,) = studies
+        proposal = propose_phases(study, late=late)
+        for k, lesion in enumerate(lesions.itertuples(index=False), start=1):
+            lesion_id = f"{case_id}-{k}" if len(lesions) > 1 else str(case_id)
+            point = (float(lesion.x_mm), float(lesion.y_mm), float(lesion.z_mm))
+            row: dict[str, object] = {
+                "case_id": lesion_id,
+                "patient_id": f"SITE{n:05d}",
+                "cohort": root.name,
+                "category": str(lesion.category).upper(),
+                "subtype": lesion.subtype if isinstance(getattr(lesion, "subtype", None), str) else "",
+                "lesion_diameter_mm": float(lesion.diameter_mm),
+            }
+            (dest / lesion_id).mkdir(parents=True, exist_ok=True)
+            for s, phase in enumerate(PHASES, start=1):
+                volume = study.series[proposal.series[phase]]
+                section, r, c = volume.to_voxel(point)
+                index = round(section)
+                if not 0 <= index < volume.hu.shape[0]:
+                    raise InputError(
+                        f"Case {case_id}: the point lies outside the {phase.value} series "
+                        f"(section {section:.1f} of {volume.hu.shape[0]})."
+                    )
+                ds = dicom_io.ct_slice_dataset(
+                    volume.hu[index],
+                    phase=phase,
+                    pixel_spacing_mm=volume.spacing_mm[1],
+                    slice_thickness_mm=volume.slices[index].slice_thickness_mm or volume.spacing_mm[0],
+                    patient_id=str(row["patient_id"]),
+                    study_uid=dicom_io.derive_uid(root.name, lesion_id),
+                    series_uid=dicom_io.derive_uid(root.name, lesion_id, phase.value),
+                    study_date="20000101",
+                    injection_time_s=36_000.0,
+                    manufacturer=volume.slices[index].manufacturer,
+                    series_number=s,
+                )
+                dicom_io.write_dataset(ds, dest / lesion_id / f"{phase.value}.dcm")
+                row[phase.value] = f"{lesion_id}/{phase.value}.dcm"
+                row[f"lesion_row_{phase.value}"], row[f"lesion_col_{phase.value}"] = round(r, 2), round(c, 2)
+            rows.append(row)
+    manifest = pd.DataFrame(rows)
+    dest.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(dest / "manifest.csv", index=False)
+    return manifest

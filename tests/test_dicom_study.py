@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 
@@ -205,4 +206,99 @@ def test_the_real_series_places_a_point_through_its_own_geometry() -> None:
     assert volume.to_patient((7, 0, 0)) == pytest.approx((-180.0, -180.0, -236.0))
     np.testing.assert_allclose(
         volume.to_voxel((-180.0 + 0.703125 * 10, -180.0 + 0.703125 * 4, -231.0)), (8, 4, 10)
+    )
+
+
+def write_lesion_study(out: Path, study: str, *, z_offset_mm: dict[Phase, float]) -> None:
+    """Three phases of 5 sections; a 6-pixel lesion of 200 HU on the section at z = 0 of each
+    phase, at pixel (20, 30). A phase's sections start z_offset_mm higher (another table
+    position), so the lesion's section index differs by phase."""
+    for phase in PHASES:
+        z0 = z_offset_mm.get(phase, 0.0)
+        for k, z in enumerate(np.arange(-2, 3) * STEP_MM + z0, start=1):
+            hu = np.full((64, 64), 60.0, np.float32)
+            if abs(z) < 1e-6:
+                rows, cols = np.mgrid[:64, :64]
+                hu[(rows - 20) ** 2 + (cols - 30) ** 2 <= 9] = 200.0
+            ds = dicom_io.ct_slice_dataset(
+                hu,
+                phase=phase,
+                pixel_spacing_mm=SPACING_MM,
+                slice_thickness_mm=STEP_MM,
+                patient_id=f"P-{study}",
+                study_uid=dicom_io.derive_uid(study),
+                series_uid=dicom_io.derive_uid(study, phase.value),
+                study_date="20240102",
+                injection_time_s=36_000.0,
+                manufacturer="GE",
+                series_number=PHASES.index(phase) + 1,
+                position_z_mm=float(z),
+                instance_number=k,
+            )
+            (out / study).mkdir(parents=True, exist_ok=True)
+            dicom_io.write_dataset(ds, out / study / f"{phase.value}-{k}.dcm")
+
+
+def test_a_pacs_export_with_lesion_points_becomes_a_cohort_the_study_reads(tmp_path: Path) -> None:
+    from livercore.dataset import from_manifest
+    from livercore.dicom_study import import_studies
+
+    export = tmp_path / "export"
+    shifts = {"case-1": {}, "case-2": {Phase.DELAYED: STEP_MM}, "case-3": {Phase.UNENHANCED: -STEP_MM}}
+    points = []
+    for case_id, shift in shifts.items():
+        write_lesion_study(export, case_id, z_offset_mm=shift)
+        (study,) = read_studies(export / case_id)
+        arterial = study.series[1]
+        x, y, z = arterial.to_patient((2, 20, 30))  # the lesion, as a viewer's cursor reads it
+        points.append(
+            {"case_id": case_id, "category": "a", "x_mm": x, "y_mm": y, "z_mm": z, "diameter_mm": 5}
+        )
+    pd.DataFrame(points).to_csv(tmp_path / "points.csv", index=False)
+    manifest = import_studies(export, tmp_path / "points.csv", tmp_path / "cohort")
+    assert list(manifest.case_id) == list(shifts) and set(manifest.category) == {"A"}
+    for p in PHASES:
+        np.testing.assert_allclose(manifest[f"lesion_row_{p.value}"], 20, atol=1e-6)
+        np.testing.assert_allclose(manifest[f"lesion_col_{p.value}"], 30, atol=1e-6)
+    for row in manifest.itertuples(index=False):
+        for p in PHASES:  # the lesion's own section in every phase, whatever the table position
+            hu = dicom_io.read_ct_slice(tmp_path / "cohort" / getattr(row, p.value)).hu
+            assert hu[20, 30] == 200.0
+        assert str(row.patient_id).startswith("SITE")
+    data = from_manifest(tmp_path / "cohort" / "manifest.csv")
+    assert data.x.shape == (3, 3, 70, 70)
+
+
+def test_a_points_file_that_is_not_one_gets_a_sentence(tmp_path: Path) -> None:
+    from livercore.dicom_study import read_points
+
+    pd.DataFrame([{"case_id": "x", "category": "F"}]).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(InputError, match="lacks the column"):
+        read_points(tmp_path / "p.csv")
+    pd.DataFrame(
+        [{"case_id": "x", "category": "F", "x_mm": 0, "y_mm": 0, "z_mm": 0, "diameter_mm": 5}]
+    ).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(InputError, match="other than A-E"):
+        read_points(tmp_path / "p.csv")
+
+
+def test_cohort_import_dicom_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from livercore.cli import main
+
+    write_lesion_study(tmp_path / "export", "case-1", z_offset_mm={})
+    (study,) = read_studies(tmp_path / "export" / "case-1")
+    x, y, z = study.series[1].to_patient((2, 20, 30))
+    pd.DataFrame(
+        [{"case_id": "case-1", "category": "D", "x_mm": x, "y_mm": y, "z_mm": z, "diameter_mm": 5}]
+    ).to_csv(tmp_path / "points.csv", index=False)
+    argv = ["cohort", "import-dicom", str(tmp_path / "export"), "--points", str(tmp_path / "points.csv")]
+    assert main([*argv, "--out", str(tmp_path / "cohort")]) == 0
+    assert "wrote 1 lesions" in capsys.readouterr().out
+    assert (
+        main(
+            ["cohort", "import-dicom", str(tmp_path / "nowhere"), "--points", "/no/points.csv", "--out", "x"]
+        )
+        == 2
     )
