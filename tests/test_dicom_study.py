@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,15 @@ def write_series(
     z_mm: list[float],
     description: str | None = None,
     injection_s: float = 36_000.0,
+    image: Callable[[float], np.ndarray] | None = None,
 ) -> list[Path]:
-    """One synthetic CT series (64 x 64 slices of 40 + 2 z HU: the value tells the position)."""
+    """One synthetic CT series of 64 x 64 slices: `image(z)`, by default 40 + 2 z HU everywhere
+    (the value tells the position)."""
     out.mkdir(parents=True, exist_ok=True)
     series_uid = dicom_io.derive_uid(study, phase.value)
     paths = []
     for k, z in enumerate(z_mm, start=1):
-        hu = np.full((64, 64), 40.0 + 2 * z, np.float32)
+        hu = image(z) if image else np.full((64, 64), 40.0 + 2 * z, np.float32)
         ds = dicom_io.ct_slice_dataset(
             hu,
             phase=phase,
@@ -213,30 +216,17 @@ def write_lesion_study(out: Path, study: str, *, z_offset_mm: dict[Phase, float]
     """Three phases of 5 sections; a 6-pixel lesion of 200 HU on the section at z = 0 of each
     phase, at pixel (20, 30). A phase's sections start z_offset_mm higher (another table
     position), so the lesion's section index differs by phase."""
+
+    def image(z: float) -> np.ndarray:
+        hu = np.full((64, 64), 60.0, np.float32)
+        if abs(z) < 1e-6:
+            rows, cols = np.mgrid[:64, :64]
+            hu[(rows - 20) ** 2 + (cols - 30) ** 2 <= 9] = 200.0
+        return hu
+
     for phase in PHASES:
-        z0 = z_offset_mm.get(phase, 0.0)
-        for k, z in enumerate(np.arange(-2, 3) * STEP_MM + z0, start=1):
-            hu = np.full((64, 64), 60.0, np.float32)
-            if abs(z) < 1e-6:
-                rows, cols = np.mgrid[:64, :64]
-                hu[(rows - 20) ** 2 + (cols - 30) ** 2 <= 9] = 200.0
-            ds = dicom_io.ct_slice_dataset(
-                hu,
-                phase=phase,
-                pixel_spacing_mm=SPACING_MM,
-                slice_thickness_mm=STEP_MM,
-                patient_id=f"P-{study}",
-                study_uid=dicom_io.derive_uid(study),
-                series_uid=dicom_io.derive_uid(study, phase.value),
-                study_date="20240102",
-                injection_time_s=36_000.0,
-                manufacturer="GE",
-                series_number=PHASES.index(phase) + 1,
-                position_z_mm=float(z),
-                instance_number=k,
-            )
-            (out / study).mkdir(parents=True, exist_ok=True)
-            dicom_io.write_dataset(ds, out / study / f"{phase.value}-{k}.dcm")
+        z = [float(v) for v in np.arange(-2, 3) * STEP_MM + z_offset_mm.get(phase, 0.0)]
+        write_series(out / study, study=study, phase=phase, z_mm=z, image=image)
 
 
 def test_a_pacs_export_with_lesion_points_becomes_a_cohort_the_study_reads(tmp_path: Path) -> None:
