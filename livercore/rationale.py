@@ -22,9 +22,9 @@ from livercore.analysis import LoadedModel, analyse_crops
 from livercore.contribution import phase_contributions
 from livercore.dataset import Dataset
 from livercore.explain import lesion_energy_fraction
-from livercore.model import select_channels
+from livercore.model import predict_proba, select_channels
 from livercore.preprocess import CROP_SIZE, field_mm
-from livercore.vocab import PHASES, Category
+from livercore.vocab import CATEGORIES, PHASES, Category
 
 
 def lesion_disk(diameter_mm: float, spacing_mm: float, size: int = CROP_SIZE) -> np.ndarray:
@@ -81,16 +81,16 @@ def phase_contribution_table(data: Dataset, models: dict[str, LoadedModel]) -> p
         phases = m.phase_model.phases
         if len(phases) < 2:
             continue
+        x_all = select_channels(data.x, m.phase_model)
+        predicted = predict_proba(m.net, x_all).argmax(1)  # one batched pass for the whole cohort
         for i in range(len(data)):
-            x = select_channels(data.x[i], m.phase_model)
-            c = phase_contributions(m.net, x, phases, Category(data.meta.category[i]))
-            analysed = analyse_crops(data.x[i], {name: m}, cam_method=None, contributions=False)
+            c = phase_contributions(m.net, x_all[i], phases, Category(data.meta.category[i]))
             row = {
                 "case_id": data.meta.case_id[i],
                 "category": data.meta.category[i],
                 "subtype": data.meta.subtype[i],
                 "model": name,
-                "predicted": analysed.results[name].predicted.value,
+                "predicted": CATEGORIES[int(predicted[i])].value,
                 "p_reference": c.probability,
                 "p_flat": c.baseline,
             }
