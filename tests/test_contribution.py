@@ -72,3 +72,16 @@ def test_a_phase_the_network_ignores_contributes_nothing() -> None:
         net.features[0].weight[:, 0] = 0  # the first convolution no longer reads the unenhanced phase
     x = np.random.default_rng(2).integers(0, 256, (3, 70, 70), dtype=np.uint8)
     assert phase_contributions(net, x, (U, A, D), Category.A).points[U] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_study_table_has_a_row_per_case_and_multiphase_model_and_its_values_add_up() -> None:
+    from livercore.analysis import load_models
+    from livercore.dataset import from_phantom
+    from livercore.rationale import phase_contribution_table
+
+    data = from_phantom("test-2016", size=3)
+    table = phase_contribution_table(data, load_models())
+    assert sorted(set(table.model)) == ["art_del", "triphasic"] and len(table) == 2 * len(data)
+    points = table[[f"shapley_{p.value}" for p in PHASES]].fillna(0).sum(axis=1)
+    np.testing.assert_allclose(points, table.p_reference - table.p_flat, atol=1e-5)
+    assert table.loc[table.model == "art_del", "shapley_unenhanced"].isna().all()  # a phase it never sees
