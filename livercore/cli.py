@@ -35,13 +35,23 @@ def _phantom_montage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset(spec: str, seed: int, cache: Path | None, *, lesion: bool = True):
-    """A cohort name (phantom) or a manifest CSV path (a site's own DICOM cohort); phantom
-    cohorts are cached as arrays in `cache` (the study's data/ folder)."""
+def _is_cohort(spec: str) -> bool:
+    """Whether a --train / --test value names a cohort folder or manifest, not a phantom cohort."""
+    return spec.endswith(".csv") or Path(spec).is_dir()
+
+
+def _dataset(spec: str, seed: int, cache: Path | None, *, lesion: bool = True, sections: str = "all"):
+    """A phantom cohort's name, or a cohort in the cohort format (its folder or manifest.csv:
+    every image set for training, `sections="largest"` for testing); phantom cohorts are
+    cached as arrays in `cache` (the study's data/ folder)."""
     from livercore.dataset import Dataset, from_manifest, from_phantom
 
-    if spec.endswith(".csv"):
-        return from_manifest(spec)
+    if _is_cohort(spec):
+        if not lesion:
+            raise InputError(
+                "The shortcut audit (--audit) paints lesions over: it runs on phantom cohorts only."
+            )
+        return from_manifest(spec, sections=sections)
     if cache is not None:
         path = cache / f"{spec}-seed{seed}{'' if lesion else '-nolesion'}.npz"
         if path.exists():
@@ -86,29 +96,48 @@ def _cohort_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cohort_import_dicom(args: argparse.Namespace) -> int:
-    from livercore.dicom_study import import_studies
-
-    manifest = import_studies(args.folder, args.points, args.out, late=args.late)
-    counts = manifest["category"].value_counts().sort_index().to_dict()
-    print(f"wrote {len(manifest)} lesions and {args.out}/manifest.csv; categories {counts}")
-    return 0
-
-
-def _cohort_import_nifti(args: argparse.Namespace) -> int:
-    from livercore.nifti_cohort import NiftiLayout, absent_categories, import_cohort
+def _cohort_import(args: argparse.Namespace) -> int:
+    from livercore import cohort_import
+    from livercore.nifti_cohort import LABELS_FILE, NiftiLayout
     from livercore.vocab import Phase
 
-    names = {p: p.value for p in PHASES}
-    if args.delayed_name:
-        names[Phase.DELAYED] = args.delayed_name
-    manifest = import_cohort(args.folder, args.out, NiftiLayout(phase_names=names))
-    counts = manifest["category"].value_counts().sort_index().to_dict()
-    print(f"wrote {len(manifest)} lesions and {args.out}/manifest.csv; categories {counts}")
-    absent = absent_categories(manifest)
-    if absent:
-        print(f"no lesion of category {', '.join(c.value for c in absent)}: the study reports what it has")
+    folder = Path(args.folder)
+    kind = args.format
+    if kind == "auto":
+        kind = (
+            "nifti" if (folder / LABELS_FILE).is_file() and next(folder.glob("*/*.nii*"), None) else "dicom"
+        )
+    if kind == "nifti":
+        names = {p: p.value for p in PHASES}
+        if args.delayed_name:
+            names[Phase.DELAYED] = args.delayed_name
+        layout = NiftiLayout(phase_names=names, mask_phase=Phase(args.mask_phase))
+        report = cohort_import.import_nifti(
+            folder, args.out, layout, refine=not args.no_refine, progress=True
+        )
+    else:
+        report = cohort_import.import_dicom(
+            folder,
+            args.out,
+            points=args.points,
+            labels=args.labels,
+            late=args.late,
+            refine=not args.no_refine,
+            progress=True,
+        )
+    for line in report.lines():
+        print(line)
+    print(f"cohort: {Path(args.out) / 'manifest.csv'} (check it: livercore cohort check {args.out})")
     return 0
+
+
+def _cohort_check(args: argparse.Namespace) -> int:
+    from livercore.cohort import check_cohort
+
+    result = check_cohort(args.cohort)
+    for line in result.lines():
+        print(line)
+    return 0 if result.ok else 1
 
 
 def _study_run(args: argparse.Namespace) -> int:
@@ -117,7 +146,7 @@ def _study_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cache = out / "data"
     train = _dataset(args.train, args.seed, cache)
-    test = _dataset(args.test, args.seed, cache)
+    test = _dataset(args.test, args.seed, cache, sections="largest")
     models = tuple(args.models.split(",")) if args.models else MODEL_NAMES
     note = f"{args.train} (seed {args.seed}): {len(train)} image sets"
     from dataclasses import replace
@@ -138,7 +167,7 @@ def _study_run(args: argparse.Namespace) -> int:
         test_note=f"{args.test} (seed {args.seed}): {len(test)} cases",
         config=config,
     )
-    if args.audit and not args.train.endswith(".csv"):
+    if args.audit and not _is_cohort(args.train):
         from livercore.phantom import cirrhosis_flags
 
         audit = shortcut_audit(
@@ -148,7 +177,7 @@ def _study_run(args: argparse.Namespace) -> int:
             device=args.device,
             test_note=f"{args.test} (seed {args.seed})",
             cirrhosis=None
-            if args.test.endswith(".csv")
+            if _is_cohort(args.test)
             else {
                 "train": cirrhosis_flags(args.train, args.seed),
                 "test": cirrhosis_flags(args.test, args.seed),
@@ -282,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--out", default=str(DEFAULT_CASES_DIR), help="the case folder (default: cases/)")
     tb.set_defaults(func=_teaching_build)
 
-    cohort = sub.add_parser("cohort", help="real studies: read them, propose their phases").add_subparsers(
-        dest="action", required=True
-    )
+    cohort = sub.add_parser(
+        "cohort", help="real studies: read them, import them as a cohort, check it"
+    ).add_subparsers(dest="action", required=True)
     scan = cohort.add_parser(
         "scan", help="list the studies, series (as volumes) and proposed phases of a DICOM folder or zip"
     )
@@ -296,33 +325,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="which late phase plays the paper's delayed phase (default: delayed)",
     )
     scan.set_defaults(func=_cohort_scan)
-    dicom = cohort.add_parser(
-        "import-dicom",
-        help="a PACS export (a folder per case) and a CSV of lesion points in mm -> a manifest",
+    imp = cohort.add_parser(
+        "import",
+        help="a PACS export (a folder or zip per case) or a NIfTI benchmark, with its annotations -> a cohort",
     )
-    dicom.add_argument("folder", help="one subfolder of DICOM files per case, named by its case_id")
-    dicom.add_argument(
-        "--points", required=True, help="CSV: case_id, category, x_mm, y_mm, z_mm, diameter_mm[, subtype]"
+    imp.add_argument(
+        "folder", help="one subfolder (or zip) per case, named by its case_id; or a NIfTI benchmark"
     )
-    dicom.add_argument("--out", required=True, help="folder for the cohort (DICOM slices and manifest.csv)")
-    dicom.add_argument("--late", choices=("delayed", "portal-venous"), default="delayed")
-    dicom.set_defaults(func=_cohort_import_dicom)
-    nifti = cohort.add_parser(
-        "import-nifti", help="a NIfTI benchmark (volumes per phase, a lesion mask, labels.csv) -> a manifest"
+    imp.add_argument("--out", required=True, help="folder for the cohort (CT slices and manifest.csv)")
+    imp.add_argument(
+        "--format",
+        choices=("auto", "dicom", "nifti"),
+        default="auto",
+        help="auto: a NIfTI benchmark when the folder holds labels.csv and .nii files, else DICOM",
     )
-    nifti.add_argument("folder", help="the benchmark's folder (layout: livercore.nifti_cohort)")
-    nifti.add_argument("--out", required=True, help="folder for the cohort (DICOM slices and manifest.csv)")
-    nifti.add_argument(
-        "--delayed-name", help="the file name of the phase that plays 'delayed' (e.g. portal)", default=None
+    imp.add_argument(
+        "--points",
+        help="DICOM: CSV of lesions, case_id, category, x_mm, y_mm, z_mm, diameter_mm[, subtype, phase]",
     )
-    nifti.set_defaults(func=_cohort_import_nifti)
+    imp.add_argument(
+        "--labels", help="DICOM with a SEG per case: CSV case_id, category and/or label[, subtype]"
+    )
+    imp.add_argument(
+        "--late",
+        choices=("delayed", "portal-venous"),
+        default="delayed",
+        help="DICOM: which late phase plays the paper's delayed phase",
+    )
+    imp.add_argument(
+        "--delayed-name", default=None, help="NIfTI: the file name of the phase that plays 'delayed'"
+    )
+    imp.add_argument(
+        "--mask-phase",
+        choices=[p.value for p in PHASES],
+        default="arterial",
+        help="NIfTI: the phase the mask was drawn on",
+    )
+    imp.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="carry lesions by patient coordinates only (no breath-hold search)",
+    )
+    imp.set_defaults(func=_cohort_import)
+    chk = cohort.add_parser(
+        "check", help="check a cohort before training: files, centres, categories, review flags"
+    )
+    chk.add_argument("cohort", help="a cohort folder (or its manifest.csv)")
+    chk.set_defaults(func=_cohort_check)
 
     study = sub.add_parser("study", help="train, evaluate and report the five phase-models").add_subparsers(
         dest="action", required=True
     )
     run = study.add_parser("run", help="train every model x session and write predictions, metrics, cards")
-    run.add_argument("--train", default="train-2013", help="phantom cohort name or a manifest CSV")
-    run.add_argument("--test", default="test-2016", help="phantom cohort name or a manifest CSV")
+    run.add_argument(
+        "--train",
+        default="train-2013",
+        help="a phantom cohort's name, or a cohort folder or its manifest.csv",
+    )
+    run.add_argument(
+        "--test",
+        default="test-2016",
+        help="a phantom cohort's name, or a cohort folder or its manifest.csv (each lesion's largest section)",
+    )
     run.add_argument("--sessions", type=int, default=5)
     run.add_argument("--seed", type=int, default=0, help="phantom cohort seed")
     run.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODEL_NAMES))

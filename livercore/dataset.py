@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,29 +83,31 @@ def from_phantom(
     return _collect([rows[i] for i in order])
 
 
-def from_manifest(path: str | os.PathLike[str]) -> Dataset:
-    """Preprocessed crops of a site's own cohort: a manifest CSV with the phantom export's
-    columns (case_id, patient_id, category, subtype, the three DICOM paths relative to the
-    manifest's folder, lesion_row_P / lesion_col_P per phase and lesion_diameter_mm)."""
+SECTIONS = ("all", "largest")
+
+
+def from_manifest(path: str | os.PathLike[str], *, sections: str = "all") -> Dataset:
+    """Preprocessed crops of a cohort in the cohort format (livercore.cohort: its folder or its
+    manifest.csv). ``sections="all"`` takes every image set (training: several sections per
+    lesion); ``"largest"`` one per lesion, its section of largest diameter (the paper's test
+    image). InputError (a sentence naming the case) for a manifest or file that cannot be used."""
+    from livercore.cohort import largest_sections, manifest_path, read_manifest, resolve
     from livercore.dicom_io import read_ct_slice
 
-    path = Path(path)
-    manifest = pd.read_csv(path)
-    need = {"case_id", "category", "lesion_diameter_mm"} | {p.value for p in PHASES}
-    need |= {f"lesion_{a}_{p.value}" for p in PHASES for a in ("row", "col")}
-    missing = sorted(need - set(manifest.columns))
-    if missing:
-        raise InputError(f"The manifest lacks the column(s): {', '.join(missing)}.")
+    if sections not in SECTIONS:
+        raise ValueError(f"sections must be one of {SECTIONS}")
+    file = manifest_path(path)
+    manifest = read_manifest(file)
+    if sections == "largest":
+        manifest = largest_sections(manifest)
     rows = []
-    for n, case in enumerate(manifest.itertuples(index=False), start=1):
-        rec = case._asdict()
-        if str(rec["category"]) not in {c.value for c in CATEGORIES}:
-            raise InputError(
-                f"Row {n} of the manifest has category {rec['category']!r}; expected A, B, C, D or E."
-            )
+    for rec in manifest.to_dict("records"):
         hu, boxes, spacing = {}, {}, {}
         for p in PHASES:
-            ct = read_ct_slice(path.parent / str(rec[p.value]))
+            try:
+                ct = read_ct_slice(resolve(file.parent, rec[p.value]))
+            except InputError as err:
+                raise InputError(f"Case {rec['case_id']}, {p.value} phase: {err}") from err
             hu[p] = ct.hu
             spacing[p] = ct.pixel_spacing_mm[0]
             boxes[p] = LesionBox.from_center(
@@ -116,13 +117,12 @@ def from_manifest(path: str | os.PathLike[str]) -> Dataset:
                 spacing[p],
             )
         x = preprocess_case(hu, boxes, spacing)
+        patient = rec.get("patient_id")
         meta = [
             str(rec["case_id"]),
-            str(rec.get("patient_id", rec["case_id"])),
+            str(patient if isinstance(patient, str) and patient else rec["case_id"]),
             str(rec["category"]),
-            str(rec.get("subtype", "")),
+            str(rec.get("subtype") or ""),
         ]
         rows.append((x, meta))
-    if not rows:
-        raise InputError("The manifest has no cases.")
     return _collect(rows)

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from livercore import dicom_io
 from livercore.errors import InputError
 from livercore.file_kind import sniff
 from livercore.measure import aorta_in_slice
 from livercore.phases import phase_hint
-from livercore.vocab import PHASES, Category, Phase
+from livercore.vocab import Phase
 
 MAX_FILES = 20_000  # a folder of several studies; each file is read one at a time
 MAX_VOLUME_VOXELS = 1000 * 512 * 512  # 1000 sections of 512 x 512 (1 GiB of float32): one series
@@ -60,13 +59,24 @@ class SeriesVolume:
     spacing_mm: tuple[float, float, float]  # (between sections, rows, columns)
     origin_mm: tuple[float, ...] | None  # ImagePositionPatient of the first section (x, y, z)
     orientation: tuple[float, ...] | None  # ImageOrientationPatient (row then column cosines)
-    slices: tuple[dicom_io.CTSlice, ...]  # in volume order
-    kind: str | None  # "unenhanced", "arterial", "portal-venous", "delayed", or None (unknown)
+    slices: tuple[dicom_io.CTSlice, ...] = ()  # in volume order; () for a volume not read from DICOM
+    kind: str | None = None  # "unenhanced", "arterial", "portal-venous", "delayed", or None (unknown)
     kind_reason: str = ""  # what suggested it: the description, or the aorta's HU
+    name: str = ""  # a volume not read from DICOM: what it is called (e.g. its NIfTI file)
 
     @property
     def description(self) -> str:
-        return self.slices[0].series_description
+        return self.slices[0].series_description if self.slices else self.name
+
+    @property
+    def slice_thickness_mm(self) -> float:
+        """The sections' nominal thickness (the header's, else the spacing between sections)."""
+        thickness = self.slices[0].slice_thickness_mm if self.slices else None
+        return float(thickness or self.spacing_mm[0])
+
+    @property
+    def manufacturer(self) -> str:
+        return self.slices[0].manufacturer if self.slices else ""
 
     @property
     def acquisition_time_s(self) -> float | None:
@@ -97,6 +107,65 @@ class SeriesVolume:
         dz, dr, dc = self.spacing_mm
         x, y, z = origin + k * dz * normal + r * dr * col_dir + c * dc * row_dir
         return float(x), float(y), float(z)
+
+    @property
+    def affine(self) -> np.ndarray:
+        """(4, 4) map from (section, row, col, 1) to patient coordinates (mm, DICOM LPS)."""
+        origin, row_dir, col_dir, normal = self._axes()
+        dz, dr, dc = self.spacing_mm
+        out = np.eye(4)
+        out[:3, 0], out[:3, 1], out[:3, 2], out[:3, 3] = normal * dz, col_dir * dr, row_dir * dc, origin
+        return out
+
+    @classmethod
+    def from_affine(
+        cls, hu: np.ndarray, affine: np.ndarray, *, number: int = 1, name: str = "", kind: str | None = None
+    ) -> SeriesVolume:
+        """A volume (Z, H, W) whose (section, row, col) maps to LPS mm by `affine` (4, 4), as a
+        NIfTI file or a DICOM SEG gives it; sections are reordered, if needed, so that they run
+        along the normal of the rows and columns (the convention of to_voxel / to_patient)."""
+        a = np.asarray(affine, float)
+        steps = np.linalg.norm(a[:3, :3], axis=0)
+        if np.any(steps <= 0) or not np.all(np.isfinite(a)):
+            raise InputError(f"{name or 'The volume'} has a degenerate geometry (its affine).")
+        col_dir, row_dir = a[:3, 1] / steps[1], a[:3, 2] / steps[2]
+        origin = a[:3, 3]
+        data = np.asarray(hu)
+        if float(np.dot(a[:3, 0], np.cross(row_dir, col_dir))) < 0:
+            origin = origin + a[:3, 0] * (data.shape[0] - 1)
+            data = data[::-1]
+        data = np.ascontiguousarray(data)
+        data.setflags(write=False)
+        return cls(
+            number=number,
+            hu=data,
+            spacing_mm=(float(steps[0]), float(steps[1]), float(steps[2])),
+            origin_mm=tuple(float(v) for v in origin),
+            orientation=(*(float(v) for v in row_dir), *(float(v) for v in col_dir)),
+            kind=kind,
+            kind_reason="its file name" if kind else "",
+            name=name,
+        )
+
+    def resample_onto(self, grid: SeriesVolume, *, order: int = 0) -> np.ndarray:
+        """This volume's values at the voxel centres of `grid`, (Z, H, W) float32, through
+        patient coordinates (order 0: nearest, for masks); 0 outside this volume. Section by
+        section, so memory stays at a few sections whatever the volumes' size."""
+        from scipy.ndimage import map_coordinates
+
+        to_self = np.linalg.inv(self.affine) @ grid.affine
+        z, h, w = grid.hu.shape
+        r, c = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+        plane = np.stack([np.zeros(h * w), r.ravel(), c.ravel(), np.ones(h * w)])
+        out = np.zeros((z, h, w), np.float32)
+        depth = self.hu.shape[0]
+        for k in range(z):
+            plane[0] = k
+            where = (to_self @ plane)[:3]
+            if where[0].max() < -0.5 or where[0].min() > depth - 0.5:
+                continue
+            out[k] = map_coordinates(self.hu, where, order=order, mode="constant", cval=0.0).reshape(h, w)
+        return out
 
     def label(self) -> str:
         """'series 2: ART 35s, 16 sections of 5.0 mm, looks arterial' (no identifiers)."""
@@ -317,90 +386,3 @@ def propose_phases(study: ImagingStudy, *, late: str = DELAYED) -> PhaseProposal
         chosen[Phase.DELAYED] = free.pop()
         reasons[Phase.DELAYED] = "the latest series left"
     return PhaseProposal(chosen, reasons)
-
-
-# --- a site's studies and lesion points -> the cohort format ---------------------------------------
-
-POINT_COLUMNS = ("case_id", "category", "x_mm", "y_mm", "z_mm", "diameter_mm")  # then optional subtype
-
-
-def read_points(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A CSV of one lesion per row: the case (a study's folder name), its category A-E, its
-    centre in patient coordinates (mm, DICOM LPS, as a PACS viewer's cursor reads) and its
-    diameter (mm); optional subtype. InputError (a sentence) for a file that is not one."""
-    try:
-        table = pd.read_csv(path, dtype={"case_id": str, "category": str, "subtype": str})
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"The points file could not be read as CSV: {err}") from err
-    missing = [c for c in POINT_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(f"The points file lacks the column(s): {', '.join(missing)}.")
-    bad = sorted(set(table["category"].astype(str).str.upper()) - {c.value for c in Category})
-    if bad:
-        raise InputError(f"The points file has categories other than A-E: {', '.join(bad[:5])}.")
-    return table
-
-
-def import_studies(
-    folder: str | os.PathLike[str],
-    points: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    late: str = DELAYED,
-) -> pd.DataFrame:
-    """A site's PACS export (one subfolder per case, named by its case_id) with a points CSV ->
-    livercore's cohort format: for each lesion, the proposed three phases (propose_phases), in
-    each the section through the point and the point's (row, col) there, written as three
-    single-slice CT files with synthetic identifiers and out/manifest.csv (read by
-    `livercore study run --train`). One study is read at a time."""
-    root, dest = Path(folder), Path(out)
-    table = read_points(points)
-    rows = []
-    for n, (case_id, lesions) in enumerate(table.groupby("case_id", sort=False), start=1):
-        studies = read_studies(root / str(case_id))
-        if len(studies) != 1:
-            raise InputError(f"The folder of case {case_id} holds {len(studies)} studies; one is expected.")
-        (study,) = studies
-        proposal = propose_phases(study, late=late)
-        for k, lesion in enumerate(lesions.itertuples(index=False), start=1):
-            lesion_id = f"{case_id}-{k}" if len(lesions) > 1 else str(case_id)
-            point = (float(lesion.x_mm), float(lesion.y_mm), float(lesion.z_mm))
-            row: dict[str, object] = {
-                "case_id": lesion_id,
-                "patient_id": f"SITE{n:05d}",
-                "cohort": root.name,
-                "category": str(lesion.category).upper(),
-                "subtype": lesion.subtype if isinstance(getattr(lesion, "subtype", None), str) else "",
-                "lesion_diameter_mm": float(lesion.diameter_mm),
-            }
-            (dest / lesion_id).mkdir(parents=True, exist_ok=True)
-            for s, phase in enumerate(PHASES, start=1):
-                volume = study.series[proposal.series[phase]]
-                section, r, c = volume.to_voxel(point)
-                index = round(section)
-                if not 0 <= index < volume.hu.shape[0]:
-                    raise InputError(
-                        f"Case {case_id}: the point lies outside the {phase.value} series "
-                        f"(section {section:.1f} of {volume.hu.shape[0]})."
-                    )
-                ds = dicom_io.ct_slice_dataset(
-                    volume.hu[index],
-                    phase=phase,
-                    pixel_spacing_mm=volume.spacing_mm[1],
-                    slice_thickness_mm=volume.slices[index].slice_thickness_mm or volume.spacing_mm[0],
-                    patient_id=str(row["patient_id"]),
-                    study_uid=dicom_io.derive_uid(root.name, lesion_id),
-                    series_uid=dicom_io.derive_uid(root.name, lesion_id, phase.value),
-                    study_date="20000101",
-                    injection_time_s=36_000.0,
-                    manufacturer=volume.slices[index].manufacturer,
-                    series_number=s,
-                )
-                dicom_io.write_dataset(ds, dest / lesion_id / f"{phase.value}.dcm")
-                row[phase.value] = f"{lesion_id}/{phase.value}.dcm"
-                row[f"lesion_row_{phase.value}"], row[f"lesion_col_{phase.value}"] = round(r, 2), round(c, 2)
-            rows.append(row)
-    manifest = pd.DataFrame(rows)
-    dest.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(dest / "manifest.csv", index=False)
-    return manifest

@@ -11,31 +11,26 @@ The folder layout (`NiftiLayout`, every name configurable; the defaults shown)::
         delayed.nii.gz            (a portal-venous file may play the delayed phase: name it so)
         mask.nii.gz               the lesion label mask (> 0), in the space of `mask_phase`
 
-Each lesion's largest section in the mask (its area, the paper's choice for testing) gives
-the lesion's centre and diameter (the equivalent diameter of that section's area, mm); the
-centre is carried to the other phases through patient coordinates (each volume's affine), so
-volumes of different fields of view or origins line up. The benchmark's labels map to the
-paper's categories by `LABEL_CATEGORIES` (documented in the README); a cohort without some
-categories is fine downstream (the study counts what it has).
-
-`import_cohort` writes the lesions as the cohort format livercore already trains on: three
-single-slice CT files per lesion and a manifest (livercore.dataset.from_manifest), without the
-source's identifiers (synthetic ids, the cohort's own case ids, no dates of birth or names).
+`read_case` gives a case's volumes in patient space (each file's affine, LPS mm, displayed as
+CT is read) and its mask on the annotated phase's grid; livercore.cohort_import takes the
+largest lesion of the mask, carries it to the other phases through patient coordinates (so
+volumes of different fields of view or origins line up), refines it for breath-hold shift and
+writes the cohort format. The benchmark's labels map to the paper's categories by
+`LABEL_CATEGORIES` (documented in the README); a cohort without some categories is fine
+downstream (the study counts what it has).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from livercore import dicom_io
+from livercore.dicom_study import MAX_VOLUME_VOXELS, SeriesVolume
 from livercore.errors import InputError
-from livercore.vocab import CATEGORIES, PHASES, Category, Phase
+from livercore.vocab import PHASES, Category, Phase
 
 # The benchmarks' own diagnoses -> the paper's categories and subtypes (lower-case, trimmed).
 # MCT-LTDiag: HCC, intrahepatic cholangiocarcinoma, colorectal and breast metastases,
@@ -75,20 +70,6 @@ class NiftiLayout:
     )  # e.g. {DELAYED: "portal"} when the portal-venous phase plays "delayed"
 
 
-@dataclass(frozen=True, eq=False)
-class ImportedLesion:
-    """One lesion of a benchmark case at its largest section, in every phase."""
-
-    case_id: str
-    category: Category
-    subtype: str
-    label: str  # the benchmark's own diagnosis
-    sections: dict[Phase, np.ndarray]  # (H, W) float32 HU: the lesion's section in each phase
-    spacing_mm: dict[Phase, float]  # in-plane pixel spacing
-    centre: dict[Phase, tuple[float, float]]  # (row, col) in each phase's section
-    diameter_mm: float
-
-
 def category_of(label: str, category: object = None, subtype: object = None) -> tuple[Category, str]:
     """The paper's category and subtype for a benchmark label (an explicit category wins)."""
     if isinstance(category, str) and category.strip():
@@ -117,116 +98,41 @@ def _load(path: Path):  # -> nibabel image, reoriented to RAS+ (nibabel.as_close
         raise InputError(f"{path.name} could not be read as NIfTI.") from err
 
 
-def _axial(data: np.ndarray, k: int) -> np.ndarray:
-    """Section k of a RAS+ (X, Y, Z) array as an (H, W) image the way CT is read (DICOM's
-    convention): rows from anterior to posterior, columns from the patient's right to left."""
-    return np.ascontiguousarray(data[::-1, ::-1, k].T)
+# (section, row, col) of the volume -> (i, j, k) of a RAS+ array of shape (I, J, K): sections
+# run inferior to superior, rows anterior to posterior, columns from the patient's right to
+# left, the way CT is read (DICOM's convention).
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _display_rc(ijk: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float]:
-    """(row, col) in _axial's image of the RAS+ voxel (i, j, k)."""
-    return float(shape[1] - 1 - ijk[1]), float(shape[0] - 1 - ijk[0])
+def read_volume(path: Path, *, kind: str | None = None) -> SeriesVolume:
+    """A NIfTI volume as a SeriesVolume in patient space (LPS mm), displayed as CT is read;
+    InputError (a sentence) for a file that is not a readable 3-D volume or is too large."""
+    img = _load(path)
+    if len(img.shape) != 3:
+        raise InputError(f"{path.name} is not a 3-D volume.")
+    i, j, k = img.shape
+    if i * j * k > MAX_VOLUME_VOXELS:
+        raise InputError(f"{path.name} has {i} x {j} x {k} voxels, more than one import reads.")
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    hu = data[::-1, ::-1, :].transpose(2, 1, 0)
+    to_ijk = np.array(
+        [[0.0, 0.0, -1.0, i - 1], [0.0, -1.0, 0.0, j - 1], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    affine = _RAS_TO_LPS @ img.affine @ to_ijk
+    return SeriesVolume.from_affine(hu, affine, name=path.name, kind=kind)
 
 
-def read_lesion(
-    root: Path, case_id: str, label: str, category: Category, subtype: str, layout: NiftiLayout
-) -> ImportedLesion:
-    """The lesion of one case: its largest mask section, centre and diameter, in every phase."""
-    mask_img = _load(root / layout.mask_pattern.format(case=case_id))
-    mask = np.asarray(mask_img.dataobj) > 0
-    if mask.ndim != 3 or not mask.any():
-        raise InputError(f"Case {case_id}: the mask marks no lesion.")
-    areas = mask.sum(axis=(0, 1))
-    k = int(np.argmax(areas))
-    i, j = np.nonzero(mask[:, :, k])
-    voxel = np.array([i.mean(), j.mean(), k, 1.0])
-    world = mask_img.affine @ voxel
-    zooms = mask_img.header.get_zooms()
-    diameter = float(2 * np.sqrt(areas[k] * zooms[0] * zooms[1] / np.pi))
-    sections, spacing, centre = {}, {}, {}
-    for phase in PHASES:
-        name = layout.phase_names.get(phase, phase.value)
-        img = _load(root / layout.volume_pattern.format(case=case_id, phase=name))
-        if img.ndim != 3:
-            raise InputError(f"Case {case_id}: the {name} volume is not 3-D.")
-        there = np.linalg.inv(img.affine) @ world
-        kk = round(float(there[2]))
-        if not 0 <= kk < img.shape[2]:
-            raise InputError(f"Case {case_id}: the lesion lies outside the {name} volume.")
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        sections[phase] = _axial(data, kk)
-        spacing[phase] = float(img.header.get_zooms()[1])
-        centre[phase] = _display_rc(there, img.shape)
-    return ImportedLesion(case_id, category, subtype, label, sections, spacing, centre, diameter)
-
-
-def read_cohort(folder: str | os.PathLike[str], layout: NiftiLayout | None = None) -> list[ImportedLesion]:
-    """Every case of labels.csv as an ImportedLesion (InputError, a sentence, on the first
-    case that cannot be read, naming it)."""
-    root = Path(folder)
-    layout = layout or NiftiLayout()
-    path = root / LABELS_FILE
-    if not path.is_file():
-        raise InputError(f"{root} has no {LABELS_FILE} (case_id, label[, category, subtype]).")
-    labels = pd.read_csv(path, dtype=str)
-    missing = [c for c in ("case_id", "label") if c not in labels.columns]
-    if missing:
-        raise InputError(f"{LABELS_FILE} lacks the column(s): {', '.join(missing)}.")
-    out = []
-    for r in labels.itertuples(index=False):
-        row = r._asdict()
-        category, subtype = category_of(row["label"], row.get("category"), row.get("subtype"))
-        out.append(read_lesion(root, str(row["case_id"]), str(row["label"]), category, subtype, layout))
-    return out
-
-
-def import_cohort(
-    folder: str | os.PathLike[str], out: str | os.PathLike[str], layout: NiftiLayout | None = None
-) -> pd.DataFrame:
-    """Write a benchmark as livercore's cohort format (three single-slice CT files per lesion and
-    out/manifest.csv, as the phantom export writes), read back by `livercore study run --train`."""
-    lesions = read_cohort(folder, layout)
-    root = Path(out)
-    rows = []
-    for n, lesion in enumerate(lesions, start=1):
-        case_dir = root / lesion.case_id
-        case_dir.mkdir(parents=True, exist_ok=True)
-        row: dict[str, object] = {
-            "case_id": lesion.case_id,
-            "patient_id": f"IMPORT{n:05d}",
-            "cohort": Path(folder).name,
-            "category": lesion.category.value,
-            "subtype": lesion.subtype,
-            "label": lesion.label,
-        }
-        for s, phase in enumerate(PHASES, start=1):
-            ds = dicom_io.ct_slice_dataset(
-                lesion.sections[phase],
-                phase=phase,
-                pixel_spacing_mm=lesion.spacing_mm[phase],
-                slice_thickness_mm=lesion.spacing_mm[phase],
-                patient_id=str(row["patient_id"]),
-                study_uid=dicom_io.derive_uid(str(row["cohort"]), lesion.case_id),
-                series_uid=dicom_io.derive_uid(str(row["cohort"]), lesion.case_id, phase.value),
-                study_date="20000101",
-                injection_time_s=36_000.0,
-                manufacturer="",
-                series_number=s,
-            )
-            dicom_io.write_dataset(ds, case_dir / f"{phase.value}.dcm")
-            row[phase.value] = f"{lesion.case_id}/{phase.value}.dcm"
-            row[f"lesion_row_{phase.value}"], row[f"lesion_col_{phase.value}"] = (
-                round(lesion.centre[phase][0], 2),
-                round(lesion.centre[phase][1], 2),
-            )
-        row["lesion_diameter_mm"] = round(lesion.diameter_mm, 2)
-        rows.append(row)
-    manifest = pd.DataFrame(rows)
-    manifest.to_csv(root / "manifest.csv", index=False)
-    return manifest
-
-
-def absent_categories(manifest: pd.DataFrame) -> list[Category]:
-    """The paper's categories an imported cohort has no lesion of."""
-    present = set(manifest["category"].astype(str))
-    return [c for c in CATEGORIES if c.value not in present]
+def read_case(root: Path, case_id: str, layout: NiftiLayout) -> tuple[dict[Phase, SeriesVolume], np.ndarray]:
+    """One case's three phase volumes and its lesion mask on the grid of `layout.mask_phase`
+    (resampled through patient coordinates when the mask has another grid)."""
+    volumes = {
+        p: read_volume(
+            root / layout.volume_pattern.format(case=case_id, phase=layout.phase_names.get(p, p.value)),
+            kind=p.value,
+        )
+        for p in PHASES
+    }
+    mask = read_volume(root / layout.mask_pattern.format(case=case_id))
+    reference = volumes[layout.mask_phase]
+    same_grid = mask.hu.shape == reference.hu.shape and np.allclose(mask.affine, reference.affine, atol=1e-3)
+    return volumes, (mask.hu if same_grid else mask.resample_onto(reference))

@@ -230,8 +230,8 @@ def write_lesion_study(out: Path, study: str, *, z_offset_mm: dict[Phase, float]
 
 
 def test_a_pacs_export_with_lesion_points_becomes_a_cohort_the_study_reads(tmp_path: Path) -> None:
+    from livercore.cohort_import import import_dicom
     from livercore.dataset import from_manifest
-    from livercore.dicom_study import import_studies
 
     export = tmp_path / "export"
     shifts = {"case-1": {}, "case-2": {Phase.DELAYED: STEP_MM}, "case-3": {Phase.UNENHANCED: -STEP_MM}}
@@ -245,7 +245,8 @@ def test_a_pacs_export_with_lesion_points_becomes_a_cohort_the_study_reads(tmp_p
             {"case_id": case_id, "category": "a", "x_mm": x, "y_mm": y, "z_mm": z, "diameter_mm": 5}
         )
     pd.DataFrame(points).to_csv(tmp_path / "points.csv", index=False)
-    manifest = import_studies(export, tmp_path / "points.csv", tmp_path / "cohort")
+    # Identical sections but for the lesion's: no breath-hold shift to search for here.
+    manifest = import_dicom(export, tmp_path / "cohort", points=tmp_path / "points.csv", refine=False).manifest
     assert list(manifest.case_id) == list(shifts) and set(manifest.category) == {"A"}
     for p in PHASES:
         np.testing.assert_allclose(manifest[f"lesion_row_{p.value}"], 20, atol=1e-6)
@@ -260,7 +261,7 @@ def test_a_pacs_export_with_lesion_points_becomes_a_cohort_the_study_reads(tmp_p
 
 
 def test_a_points_file_that_is_not_one_gets_a_sentence(tmp_path: Path) -> None:
-    from livercore.dicom_study import read_points
+    from livercore.cohort_import import read_points
 
     pd.DataFrame([{"case_id": "x", "category": "F"}]).to_csv(tmp_path / "p.csv", index=False)
     with pytest.raises(InputError, match="lacks the column"):
@@ -283,12 +284,9 @@ def test_cohort_import_dicom_from_the_command_line(
     pd.DataFrame(
         [{"case_id": "case-1", "category": "D", "x_mm": x, "y_mm": y, "z_mm": z, "diameter_mm": 5}]
     ).to_csv(tmp_path / "points.csv", index=False)
-    argv = ["cohort", "import-dicom", str(tmp_path / "export"), "--points", str(tmp_path / "points.csv")]
-    assert main([*argv, "--out", str(tmp_path / "cohort")]) == 0
-    assert "wrote 1 lesions" in capsys.readouterr().out
-    assert (
-        main(
-            ["cohort", "import-dicom", str(tmp_path / "nowhere"), "--points", "/no/points.csv", "--out", "x"]
-        )
-        == 2
-    )
+    argv = ["cohort", "import", str(tmp_path / "export"), "--points", str(tmp_path / "points.csv")]
+    assert main([*argv, "--out", str(tmp_path / "cohort"), "--no-refine"]) == 0
+    assert "wrote 1 lesions in 1 image sets" in capsys.readouterr().out
+    nowhere = ["cohort", "import", str(tmp_path / "nowhere"), "--points", "/no/points.csv", "--out", "x"]
+    assert main(nowhere) == 2
+    assert "is not a folder" in capsys.readouterr().err

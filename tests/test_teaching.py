@@ -50,7 +50,7 @@ def small_study(tmp_path_factory: pytest.TempPathFactory, predictions: pd.DataFr
 
 @pytest.fixture(scope="module")
 def site_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A site's teaching-case folder: a tiny exported phantom cohort and its labels.csv."""
+    """A site's teaching-case folder: a tiny exported phantom cohort (its manifest, with findings)."""
     from livercore.phantom.export import export_cohort
 
     folder = tmp_path_factory.mktemp("site")
@@ -451,7 +451,7 @@ def test_bad_site_labels_are_refused(site_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="lesion_diameter_mm"):
         catalogue.site_cases(bad)
     labels.assign(category="F").to_csv(bad / catalogue.SITE_LABELS, index=False)
-    with pytest.raises(InputError, match="other than A-E"):
+    with pytest.raises(InputError, match="category 'F'; expected A, B, C, D or E"):
         catalogue.site_cases(bad)
     labels.assign(unenhanced="../outside.dcm").to_csv(bad / catalogue.SITE_LABELS, index=False)
     with pytest.raises(InputError, match="outside its folder"):

@@ -1,4 +1,5 @@
-"""Write phantom cohorts as DICOM with a manifest, and draw the atlas montage."""
+"""Write phantom cohorts in the cohort format (livercore.cohort: DICOM and manifest.csv), and draw
+the atlas montage."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from livercore.phantom.lesions import FLAGS
 from livercore.vocab import PHASES, SUBTYPE_LABELS, SUBTYPES, Category
 
 MANIFEST_COLUMNS = (
-    ["case_id", "patient_id", "cohort", "category", "subtype", "vendor", *[p.value for p in PHASES]]
+    ["case_id", "lesion_id", "patient_id", "cohort", "category", "subtype", "vendor", *[p.value for p in PHASES]]
     + [
         f"{what}_{axis}_{p.value}"
         for p in PHASES
@@ -43,6 +44,7 @@ def write_case(case: Case, out_dir: Path) -> dict[str, object]:
     injection = 9 * 3600 + (iset.index * 37) % (8 * 3600)  # between 09:00 and 17:00
     row: dict[str, object] = {
         "case_id": case.case_id,
+        "lesion_id": f"{iset.patient_id}-L{iset.lesion}",  # the cohort format: sections of one lesion share it
         "patient_id": iset.patient_id,
         "cohort": case.cohort,
         "category": case.category.value,

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from livercore import dicom_io
+from livercore import cohort, dicom_io
 from livercore.errors import InputError
 from livercore.paths import DEFAULT_CASES_DIR
 from livercore.preprocess import LesionBox
 from livercore.review_case import Reference, ReviewCase, make_case
 from livercore.teaching.findings import phantom_findings
-from livercore.vocab import CATEGORIES, PHASES, Category, Phase
+from livercore.vocab import PHASES, Category, Phase
 
 CATALOGUE = "catalogue.csv"
 STORED, PHANTOM, SITE = "stored", "phantom", "site"
@@ -67,23 +67,16 @@ PHANTOM_COHORTS: dict[str, int | None] = {
 }
 MAX_SEED = 9999
 SITE_ENV = "LIVERCORE_SITE_CASES"
-SITE_LABELS = "labels.csv"
-SITE_REQUIRED = (
-    "case_id",
-    "category",
-    *(p.value for p in PHASES),
-    *(f"lesion_{axis}_{p.value}" for p in PHASES for axis in ("row", "col")),
-    "lesion_diameter_mm",
-)
+SITE_LABELS = cohort.MANIFEST  # a site's teaching folder is a cohort folder (livercore.cohort)
 SITE_LABELS_HELP = (
     "A site's own teaching cases: a folder on the server, named by the environment variable "
-    f"`{SITE_ENV}`, holding `{SITE_LABELS}` with one row per lesion and the columns of the phantom "
-    "export's manifest: `case_id`, `category` (A-E), `subtype` (optional; `hypervascular` / "
-    "`hypovascular` for category C), `unenhanced`, `arterial`, `delayed` (single-slice DICOM files, "
-    "paths relative to the folder), `lesion_row_<phase>` and `lesion_col_<phase>` (the lesion centre "
-    "in pixels in each phase), `lesion_diameter_mm`, and optionally `findings` (one sentence), "
-    "`liver_row_<phase>` / `liver_col_<phase>` and `aorta_row_<phase>` / `aorta_col_<phase>` (ROI "
-    "centres for the time-attenuation chart)."
+    f"`{SITE_ENV}`, holding a cohort in livercore's cohort format: `{SITE_LABELS}` with one row per "
+    "lesion (`case_id`, `category` A-E, optional `subtype`, the three single-slice DICOM files "
+    "`unenhanced`, `arterial`, `delayed` relative to the folder, the lesion centre "
+    "`lesion_row_<phase>` / `lesion_col_<phase>` in pixels, `lesion_diameter_mm`, and optionally "
+    "`findings`, one sentence, and the liver and aorta ROI centres). `livercore cohort import` "
+    "writes one from a PACS export or a NIfTI benchmark, the cohort builder page from studies "
+    "annotated in the browser; `livercore cohort check FOLDER` checks it."
 )
 
 
@@ -310,32 +303,17 @@ def site_cases_dir() -> Path | None:
 
 
 def read_site_labels(folder: str | os.PathLike[str]) -> pd.DataFrame:
-    """The site folder's labels.csv, checked: required columns, categories A-E, unique ids."""
+    """The site folder's cohort manifest (livercore.cohort.read_manifest), one row per lesion:
+    a lesion's largest section when the cohort holds several."""
     root = Path(folder)
-    path = root / SITE_LABELS
-    if not root.is_dir() or not path.is_file():
+    if not root.is_dir() or not (root / SITE_LABELS).is_file():
         raise InputError(f"The site's teaching-case folder has no {SITE_LABELS}.")
-    try:
-        labels = pd.read_csv(path, dtype={"case_id": str, "subtype": str, "findings": str})
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"{SITE_LABELS} could not be read as CSV: {err}") from err
-    missing = [c for c in SITE_REQUIRED if c not in labels.columns]
-    if missing:
-        raise InputError(f"{SITE_LABELS} lacks the column(s): {', '.join(missing)}.")
-    bad = sorted({str(c) for c in labels["category"]} - {c.value for c in CATEGORIES})
-    if bad:
-        raise InputError(f"{SITE_LABELS} has categories other than A-E: {', '.join(bad[:5])}.")
-    if labels["case_id"].duplicated().any():
-        raise InputError(f"{SITE_LABELS} lists a case_id twice.")
-    return labels
+    return cohort.largest_sections(cohort.read_manifest(root / SITE_LABELS))
 
 
 def _inside(root: Path, relative: str, listing: str = SITE_LABELS) -> Path:
     """root/relative, refused (InputError) when it leaves root: `listing` named a file outside."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise InputError(f"{listing} names a file outside its folder.")
-    return path
+    return cohort.resolve(root, relative, listing)
 
 
 def site_review_case(case_id: str, folder: str | os.PathLike[str] | None = None) -> ReviewCase:
