@@ -251,10 +251,13 @@ def study_phases(source: Path, *, late: str = DELAYED) -> dict[Phase, SeriesVolu
     if len(studies) != 1:
         raise InputError(f"the folder holds {len(studies)} studies; one is expected")
     (study,) = studies
-    proposal = propose_phases(study, late=late)
+    notes = " ".join(study.notes)  # why series could not be volumes
+    try:
+        proposal = propose_phases(study, late=late)
+    except InputError as err:
+        raise InputError(f"{err} {notes}".strip()) from err
     missing = [p.value for p in PHASES if p not in proposal.series]
     if missing:
-        notes = " ".join(study.notes)
         raise InputError(f"no series for the {', '.join(missing)} phase. {notes}".strip())
     return {p: study.series[proposal.series[p]] for p in PHASES}
 

@@ -246,7 +246,9 @@ def test_a_pacs_export_with_lesion_points_becomes_a_cohort_the_study_reads(tmp_p
         )
     pd.DataFrame(points).to_csv(tmp_path / "points.csv", index=False)
     # Identical sections but for the lesion's: no breath-hold shift to search for here.
-    manifest = import_dicom(export, tmp_path / "cohort", points=tmp_path / "points.csv", refine=False).manifest
+    manifest = import_dicom(
+        export, tmp_path / "cohort", points=tmp_path / "points.csv", refine=False
+    ).manifest
     assert list(manifest.case_id) == list(shifts) and set(manifest.category) == {"A"}
     for p in PHASES:
         np.testing.assert_allclose(manifest[f"lesion_row_{p.value}"], 20, atol=1e-6)
@@ -290,3 +292,40 @@ def test_cohort_import_dicom_from_the_command_line(
     nowhere = ["cohort", "import", str(tmp_path / "nowhere"), "--points", "/no/points.csv", "--out", "x"]
     assert main(nowhere) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_hostile_export_imports_its_good_cases_and_says_why_each_other_was_skipped(tmp_path: Path) -> None:
+    from livercore.cohort_import import import_dicom
+
+    export = tmp_path / "export"
+    write_lesion_study(export, "good", z_offset_mm={})
+    write_lesion_study(export, "mixed", z_offset_mm={})
+    write_lesion_study(export / "mixed" / "other", "second-study", z_offset_mm={})
+    write_series(export / "duplicate", study="dup", phase=Phase.UNENHANCED, z_mm=[0.0, 2.5])
+    write_series(export / "duplicate", study="dup", phase=Phase.ARTERIAL, z_mm=[0.0, 2.5, 2.5, 5.0])
+    write_series(export / "duplicate", study="dup", phase=Phase.DELAYED, z_mm=[0.0, 2.5])
+    write_series(export / "gap", study="gap", phase=Phase.UNENHANCED, z_mm=[0.0, 2.5, 5.0, 10.0])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.dcm", b"\0" * (64 * 2**20))
+    (export / "bomb.zip").write_bytes(buffer.getvalue())
+    (study,) = read_studies(export / "good")
+    x, y, z = study.series[1].to_patient((2, 20, 30))
+    cases = ["good", "mixed", "duplicate", "gap", "bomb", "absent"]
+    points = [
+        {"case_id": c, "category": "A", "x_mm": x, "y_mm": y, "z_mm": z, "diameter_mm": 5} for c in cases
+    ]
+    pd.DataFrame(points).to_csv(tmp_path / "points.csv", index=False)
+    report = import_dicom(export, tmp_path / "cohort", points=tmp_path / "points.csv", refine=False)
+    assert list(report.manifest.case_id) == ["good"]
+    why = dict(report.skipped)
+    assert list(why) == cases[1:]
+    assert why["mixed"] == "the folder holds 2 studies; one is expected"
+    assert (
+        "two slices at the same position" in why["duplicate"]
+        and "Study 1 has 2 CT series" in why["duplicate"]
+    )
+    assert "1 missing slice(s) between 5.0 and 10.0 mm" in why["gap"]
+    assert "zip bomb" in why["bomb"] or "compression ratio" in why["bomb"]
+    assert why["absent"] == "the export has no folder (or zip) of that name"
+    assert not list((tmp_path / "cohort").glob("bomb*"))  # nothing of a refused case is written
