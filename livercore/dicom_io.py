@@ -692,6 +692,8 @@ def ct_slice_dataset(
     instance_number: int = 1,
     sop_instance_uid: str | None = None,
     kvp: float = 120.0,
+    series_description: str | None = None,
+    spacing_between_slices_mm: float | None = None,
 ) -> Dataset:
     """Build a single-slice CT Image Storage data set (SOP class 1.2.840.10008.5.1.4.1.1.2).
 
@@ -723,6 +725,11 @@ def ct_slice_dataset(
     sop_instance_uid
         Defaults to a UID derived from ``series_uid`` and ``instance_number``, so the same case
         always gives the same file.
+    series_description
+        SeriesDescription; None gives the phase's default (``SERIES_DESCRIPTIONS``), "" a
+        blank one (a series whose description names no phase).
+    spacing_between_slices_mm
+        SpacingBetweenSlices (0018,0088) for a slice of a contiguous series; absent when None.
 
     Returns
     -------
@@ -776,7 +783,7 @@ def ct_slice_dataset(
     ds.Modality = "CT"
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
-    ds.SeriesDescription = SERIES_DESCRIPTIONS[phase]
+    ds.SeriesDescription = SERIES_DESCRIPTIONS[phase] if series_description is None else series_description
     ds.SeriesDate = study_date
     ds.SeriesTime = _tm(acquisition_s)
     ds.PatientPosition = "HFS"
@@ -794,6 +801,8 @@ def ct_slice_dataset(
     ds.ContentTime = _tm(acquisition_s)
     ds.PixelSpacing = [_ds(pixel_spacing_mm), _ds(pixel_spacing_mm)]
     ds.SliceThickness = _ds(slice_thickness_mm)
+    if spacing_between_slices_mm is not None:
+        ds.SpacingBetweenSlices = _ds(spacing_between_slices_mm)
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.ImagePositionPatient = [
         _ds(-(columns - 1) / 2 * pixel_spacing_mm),

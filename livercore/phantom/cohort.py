@@ -176,15 +176,41 @@ def _lesion_diameter(rng: np.random.Generator, category: Category, subtype: str)
     return d
 
 
-def generate_case(
-    cohort: str, seed: int, index: int, size: int | None = None, *, lesion: bool = True
-) -> Case:
-    """Make case `index` of a cohort: three phases at 512 x 512 in HU with ground truth.
+@dataclass(frozen=True)
+class CaseDraws:
+    """The draws of one image set before its section is rendered: the patient, the lesion and
+    where the section lies against it. Shared by generate_case and the volume phantom
+    (livercore.phantom.volume), so both make the same patient and lesion."""
 
-    With ``lesion=False`` the same case is drawn with the lesion painted over by liver (the
-    shortcut audit of phantom.md section 6): everything else, the crop position included, is
-    identical, so a model that still tells the categories apart has found a shortcut.
-    """
+    image_set: ImageSet
+    cohort_key: int
+    seed: int
+    patient: anatomy.Patient
+    plan: lesions.LesionPlan
+    lesion_seed: int
+    z0_mm: float  # the section's craniocaudal offset from the lesion centre (train-2013 sections)
+    section_level: float  # anatomy.render_section's level of the section
+
+    @property
+    def thickness_mm(self) -> dict[Phase, float]:
+        contrast = self.patient.vendor.contrast_thickness_mm
+        return {
+            Phase.UNENHANCED: spec.UNENHANCED_THICKNESS_MM,
+            Phase.ARTERIAL: contrast,
+            Phase.DELAYED: contrast,
+        }
+
+    def section_rng(self) -> np.random.Generator:
+        """A fresh copy of the section's random stream (anatomy, placement, misregistration)."""
+        s = self.image_set
+        return np.random.default_rng([self.cohort_key, self.seed, 3, s.patient, s.lesion, s.section])
+
+    def noise_rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.cohort_key, self.seed, 4, self.image_set.index])
+
+
+def draw_case(cohort: str, seed: int, index: int, size: int | None = None) -> CaseDraws:
+    """The patient and lesion draws of image set `index` of a cohort (no pixels yet)."""
     layout = cohort_layout(cohort, seed, size)
     iset = layout[index]
     ck = _cohort_key(cohort)
@@ -197,7 +223,6 @@ def generate_case(
     level = float(lrng.uniform(0.15, 0.95))
     plan = lesions.plan_lesion(lrng, iset.category, iset.subtype, diameter)
     lesion_seed = int(lrng.integers(2**31))
-    srng = np.random.default_rng([ck, seed, 3, iset.patient, iset.lesion, iset.section])
     radius = diameter / 2
     # Sections of one lesion lie 5 mm apart (U sections every 5 mm) around the largest one.
     if iset.n_sections > 1:
@@ -205,17 +230,17 @@ def generate_case(
         z0 = (iset.section - (iset.n_sections - 1) / 2) * step
     else:
         z0 = 0.0
-    section = anatomy.render_section(patient, srng, float(np.clip(level + z0 / 150, 0, 1)))
-    sp = patient.spacing_mm
-    thickness = {
-        Phase.UNENHANCED: spec.UNENHANCED_THICKNESS_MM,
-        Phase.ARTERIAL: patient.vendor.contrast_thickness_mm,
-        Phase.DELAYED: patient.vendor.contrast_thickness_mm,
-    }
+    return CaseDraws(iset, ck, seed, patient, plan, lesion_seed, z0, float(np.clip(level + z0 / 150, 0, 1)))
 
-    center_mm = _place(section, srng, plan)
-    liver_hu = patient.hu["liver_parenchyma"]
-    aorta_hu = patient.hu["aorta"]
+
+def place_lesion(
+    draws: CaseDraws, section: anatomy.Section, srng: np.random.Generator
+) -> tuple[tuple[float, float], list[float], list[tuple[lesions.LesionPlan, tuple[float, float]]]]:
+    """The draws that follow the section: the lesion centre (x, y mm), each phase's
+    craniocaudal offset of its section from the lesion centre (mm; the arterial one is z0)
+    and the further lesions of a 'multiple' plan."""
+    center_mm = _place(section, srng, draws.plan)
+    z0 = draws.z0_mm
     # The arterial section is the reference (largest for test cases); the others differ by a
     # few mm craniocaudally (separate breath-holds).
     z_offsets = [
@@ -223,15 +248,46 @@ def generate_case(
         z0,
         z0 + srng.uniform(-spec.SECTION_JITTER_MM, spec.SECTION_JITTER_MM),
     ]
-    extra = _extra_lesions(section, plan, center_mm, lesion_seed)
+    return center_mm, z_offsets, _extra_lesions(section, draws.plan, center_mm, draws.lesion_seed)
+
+
+def misregistration_px(srng: np.random.Generator, spacing_mm: float) -> list[tuple[int, int]]:
+    """In-plane (row, col) shift of U, A, D against the arterial reference, whole pixels."""
+    offsets = np.rint(srng.uniform(-1, 1, (2, 2)) * spec.MISREGISTRATION_MM / spacing_mm / np.sqrt(2)).astype(
+        int
+    )
+    return [(int(offsets[0, 0]), int(offsets[0, 1])), (0, 0), (int(offsets[1, 0]), int(offsets[1, 1]))]
+
+
+def generate_case(
+    cohort: str, seed: int, index: int, size: int | None = None, *, lesion: bool = True
+) -> Case:
+    """Make case `index` of a cohort: three phases at 512 x 512 in HU with ground truth.
+
+    With ``lesion=False`` the same case is drawn with the lesion painted over by liver (the
+    shortcut audit of phantom.md section 6): everything else, the crop position included, is
+    identical, so a model that still tells the categories apart has found a shortcut.
+    """
+    draws = draw_case(cohort, seed, index, size)
+    iset, patient, plan = draws.image_set, draws.patient, draws.plan
+    srng = draws.section_rng()
+    section = anatomy.render_section(patient, srng, draws.section_level)
+    sp = patient.spacing_mm
+    thickness = draws.thickness_mm
+    radius = plan.radius_mm
+    center_mm, z_offsets, extra = place_lesion(draws, section, srng)
+    liver_hu = patient.hu["liver_parenchyma"]
+    aorta_hu = patient.hu["aorta"]
     diameters = []
     for p, ph in enumerate(PHASES):
         if not lesion:
-            diameters.append(diameter)
+            diameters.append(plan.diameter_mm)
             continue
         chord = float(np.sqrt(max(1 - (z_offsets[p] / max(radius, 1e-3)) ** 2, 0.35**2)))
         if plan.flags["bile_duct_dilatation"]:
-            lesions.paint_ducts(section.mobile, plan, center_mm, p, patient.hu["fluid"][0] + 8, lesion_seed)
+            lesions.paint_ducts(
+                section.mobile, plan, center_mm, p, patient.hu["fluid"][0] + 8, draws.lesion_seed
+            )
         for ex_plan, ex_center in extra:
             lesions.paint_lesion(
                 section.mobile,
@@ -257,10 +313,9 @@ def generate_case(
         )
 
     # In-plane misregistration of U and D against the arterial reference, whole pixels.
-    offsets = np.rint(srng.uniform(-1, 1, (2, 2)) * spec.MISREGISTRATION_MM / sp / np.sqrt(2)).astype(int)
-    shifts = [(int(offsets[0, 0]), int(offsets[0, 1])), (0, 0), (int(offsets[1, 0]), int(offsets[1, 1]))]
+    shifts = misregistration_px(srng, sp)
     size_factor = (patient.body_width_mm / spec.NOISE_REFERENCE_WIDTH_MM) ** 0.9
-    nrng = np.random.default_rng([ck, seed, 4, iset.index])
+    nrng = draws.noise_rng()
     liver_center_mm = _liver_roi(section, srng, center_mm, radius)
     hu: dict[Phase, np.ndarray] = {}
     noise_sd: dict[Phase, float] = {}

@@ -17,7 +17,16 @@ from livercore.phantom.lesions import FLAGS
 from livercore.vocab import PHASES, SUBTYPE_LABELS, SUBTYPES, Category
 
 MANIFEST_COLUMNS = (
-    ["case_id", "lesion_id", "patient_id", "cohort", "category", "subtype", "vendor", *[p.value for p in PHASES]]
+    [
+        "case_id",
+        "lesion_id",
+        "patient_id",
+        "cohort",
+        "category",
+        "subtype",
+        "vendor",
+        *[p.value for p in PHASES],
+    ]
     + [
         f"{what}_{axis}_{p.value}"
         for p in PHASES
