@@ -275,13 +275,15 @@ class CohortWriter:
         diameter_mm: float,
         subtype: str = "",
         lesion_id: str | None = None,
+        patient_id: str | None = None,
         **extra: object,
     ) -> dict[str, object]:
-        """Write one image set; returns its manifest row. `extra` columns are kept as given."""
+        """Write one image set; returns its manifest row. `extra` columns are kept as given;
+        `patient_id` is only for sources whose ids are already synthetic (the phantom)."""
         category = Category(str(getattr(category, "value", category)).upper())
         case_dir = self.folder / case_id
         case_dir.mkdir(parents=True, exist_ok=True)
-        patient_id = self.patient(patient_key)
+        patient_id = patient_id or self.patient(patient_key)
         row: dict[str, object] = {
             "case_id": case_id,
             "lesion_id": lesion_id or case_id,

@@ -347,9 +347,10 @@ class PhaseProposal:
 
 
 def propose_phases(study: ImagingStudy, *, late: str = DELAYED) -> PhaseProposal:
-    """The paper's three phases from a study's series: each from the series whose header names
-    it (for the delayed phase, the `late` kind first, then the other late phase), the rest by
-    acquisition time (earliest unenhanced, then arterial, latest delayed). InputError when the
+    """The paper's three phases from a study's series: each from the series whose description
+    names it (for the delayed phase, the `late` kind first, then the other late phase), the
+    rest by acquisition time (earliest unenhanced, then arterial, latest delayed); the kind the
+    aorta's HU suggests decides only for series without acquisition times. InputError when the
     study has fewer than three series."""
     if late not in LATE_PHASES:
         raise ValueError(f"late must be one of {LATE_PHASES}")
@@ -365,14 +366,29 @@ def propose_phases(study: ImagingStudy, *, late: str = DELAYED) -> PhaseProposal
         Phase.ARTERIAL: ("arterial",),
         Phase.DELAYED: (late, *(k for k in LATE_PHASES if k != late)),
     }
+    # A description names the phase; acquisition times order the rest. The aorta's HU is a
+    # rough guide (a late arterial aorta of 270 HU reads as portal-venous), so it decides only
+    # among series without acquisition times.
+    untimed = [v.acquisition_time_s is None for v in series]
     for phase, kinds in wanted.items():
         for kind in kinds:
             match = next(
-                (i for i, v in enumerate(series) if v.kind == kind and i not in chosen.values()), None
+                (
+                    i
+                    for i, v in enumerate(series)
+                    if v.kind == kind
+                    and i not in chosen.values()
+                    and (v.kind_reason == "its description" or untimed[i])
+                ),
+                None,
             )
             if match is not None:
                 chosen[phase] = match
-                reasons[phase] = f"its description says {kind}"
+                reasons[phase] = (
+                    f"its description says {kind}"
+                    if series[match].kind_reason == "its description"
+                    else f"looks {kind} ({series[match].kind_reason})"
+                )
                 break
     free = sorted(
         (i for i in range(len(series)) if i not in chosen.values()),

@@ -59,13 +59,16 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydicom.dataset import Dataset
 from scipy.ndimage import map_coordinates, zoom
 
-from livercore import dicom_io
+from livercore import annotation, dicom_io
+from livercore.cohort import CohortWriter, Section, write_manifest
+from livercore.dicom_study import SeriesVolume
 from livercore.phantom import anatomy, imaging, lesions, shapes, spec
 from livercore.phantom.cohort import (
     CaseDraws,
@@ -107,6 +110,7 @@ BENCHMARK_LABELS: dict[str, str] = {
 PHASE_FILES = {p: f"{p.value}.nii.gz" for p in PHASES}
 MASK_FILE = "mask.nii.gz"
 SEG_FILE = "seg.dcm"
+FORMATS = ("dicom", "nifti", "cohort")
 
 
 @dataclass
@@ -848,11 +852,46 @@ def truth_row(case: VolumeCase) -> dict[str, object]:
     return row
 
 
+def write_direct(case: VolumeCase, writer: CohortWriter) -> list[dict[str, object]]:
+    """The case written straight from its truth in the cohort format (the "direct export" that
+    importers are measured against): the sections livercore.annotation picks from the true
+    arterial mask, in each phase the section through the true lesion position (the arterial
+    point plus the true breath-hold shift) and the true centre there."""
+    arterial = SeriesVolume.from_affine(case.hu[Phase.ARTERIAL], case.affine(Phase.ARTERIAL))
+    lesion = annotation.lesions_from_mask(case.lesion_mask, arterial)[0]
+    rows = []
+    for n, section in enumerate(lesion.sections):
+        point = np.asarray(arterial.to_patient((section.index, *section.centre)))
+        image_set = {}
+        for phase in PHASES:
+            k, r, c = case.to_voxel(phase, point + np.asarray(case.shift_mm[phase]))
+            if not 0 <= round(k) < case.hu[phase].shape[0]:
+                break
+            image_set[phase] = Section(
+                case.hu[phase][round(k)], case.spacing_mm, case.thickness_mm[phase], (r, c), case.manufacturer
+            )
+        else:
+            rows.append(
+                writer.add(
+                    case.case_id if n == 0 else f"{case.case_id}-s{n + 1}",
+                    patient_key=case.image_set.patient_id,
+                    patient_id=case.image_set.patient_id,
+                    category=case.category,
+                    subtype=case.subtype,
+                    lesion_id=case.case_id,
+                    sections=image_set,
+                    diameter_mm=section.diameter_mm,
+                    vendor=case.image_set.vendor,
+                )
+            )
+    return rows
+
+
 def _export_one(
     args: tuple[str, int, int | None, int, str, tuple[str, ...], bool],
-) -> dict[str, dict[str, object]]:
-    cohort, seed, size, index, out, formats, describe = args
-    case = generate_volume_case(cohort, seed, index, size)
+) -> dict[str, Any]:
+    cohort_name, seed, size, index, out, formats, describe = args
+    case = generate_volume_case(cohort_name, seed, index, size)
     root = Path(out)
     if "dicom" in formats:
         folder = root / "dicom" / case.case_id
@@ -860,9 +899,11 @@ def _export_one(
         write_seg(case, folder / SEG_FILE)
     if "nifti" in formats:
         write_nifti_case(case, root / "nifti" / case.case_id)
+    direct = write_direct(case, CohortWriter(root / "cohort", cohort_name)) if "cohort" in formats else []
     x, y, z = case.lesion_center_mm[Phase.ARTERIAL]
     base = {"case_id": case.case_id, "category": case.category.value, "subtype": case.subtype}
     return {
+        "direct": direct,
         "truth": {**truth_row(case), "index": index},
         "point": {
             **base,
@@ -895,12 +936,13 @@ def export_volumes(
     out/dicom/<case_id>/SE1..SE3/IM*.dcm and seg.dcm, out/dicom/points.csv (case_id, category,
     subtype, x_mm, y_mm, z_mm, diameter_mm: the arterial lesion centre in LPS mm);
     out/nifti/<case_id>/{unenhanced,arterial,delayed,mask}.nii.gz, out/nifti/labels.csv
-    (case_id, label, category, subtype); out/truth.csv (truth_row per case). One case at a
+    (case_id, label, category, subtype); with "cohort", out/cohort/ (write_direct: the cohort
+    format straight from the truth); out/truth.csv (truth_row per case). One case at a
     time per worker process (memory does not grow with the cohort)."""
     chosen = tuple(formats)
-    unknown = set(chosen) - {"dicom", "nifti"}
+    unknown = set(chosen) - set(FORMATS)
     if unknown:
-        raise ValueError(f"unknown formats {sorted(unknown)}; expected 'dicom' and/or 'nifti'")
+        raise ValueError(f"unknown formats {sorted(unknown)}; expected some of {FORMATS}")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     n = len(cohort_layout(cohort, seed, size))
@@ -917,4 +959,6 @@ def export_volumes(
         pd.DataFrame([r["point"] for r in rows]).to_csv(root / "dicom" / "points.csv", index=False)
     if "nifti" in chosen:
         pd.DataFrame([r["label"] for r in rows]).to_csv(root / "nifti" / "labels.csv", index=False)
+    if "cohort" in chosen:
+        write_manifest([row for r in rows for row in r["direct"]], root / "cohort")
     return truth
