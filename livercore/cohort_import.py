@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ def write_lesion(
     """Carry one lesion to every phase and write its image sets; returns their manifest rows."""
     shifts, sets = carry_lesion(lesion, volumes, reference, refine=refine)
     review = "; ".join(f"{p.value}: {s.reason}" for p, s in shifts.items() if not s.plausible)
-    extra: dict[str, object] = {"label": label, "annotated_phase": reference.value, "review": review}
+    extra: dict[str, Any] = {"label": label, "annotated_phase": reference.value, "review": review}
     for phase, shift in shifts.items():
         for axis, value in zip("xyz", shift.offset_mm, strict=True):
             extra[f"shift_{axis}_mm_{phase.value}"] = round(value, 2)

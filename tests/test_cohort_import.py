@@ -42,23 +42,29 @@ def test_each_lesion_and_its_breath_hold_shift_is_recovered(route: str, source: 
     truth = pd.read_csv(source / "truth.csv", dtype={"case_id": str}).set_index("case_id")
     tests = largest_sections(read_manifest(tmp_path)).set_index("lesion_id")
     assert sorted(tests.index) == sorted(truth.index)
+    misses, flagged = [], 0
     for case_id, t in truth.iterrows():
         row, sp = tests.loc[case_id], float(t["pixel_spacing_mm"])
+        review = str(row.get("review") or "")
         for phase in PHASES:
             v = phase.value
             error = np.hypot(
                 row[f"lesion_row_{v}"] - t[f"lesion_row_{v}"], row[f"lesion_col_{v}"] - t[f"lesion_col_{v}"]
             )
-            assert error <= 1.5, f"{case_id} {v}: centre {error:.1f} px from the truth"
-            if phase is Phase.ARTERIAL:  # the annotated phase
-                continue
-            for axis in "xy":
-                found, true = row[f"shift_{axis}_mm_{v}"], t[f"shift_{axis}_mm_{v}"]
-                assert abs(found - true) / sp <= 1.0, (
-                    f"{case_id} {v}: {axis} shift {found} mm, truth {true} mm"
-                )
+            in_plane = max(abs(row[f"shift_{a}_mm_{v}"] - t[f"shift_{a}_mm_{v}"]) for a in "xy") / sp
             dz = abs(row[f"shift_z_mm_{v}"] - t[f"shift_z_mm_{v}"])
-            assert dz <= t["section_mm_arterial"], f"{case_id} {v}: z shift off by {dz:.1f} mm"
+            if phase is not Phase.ARTERIAL and f"{v}:" in review:
+                flagged += 1  # flagged for review: a person checks this phase's position
+                continue
+            if error > 1.5 or in_plane > 1.0 or dz > t["section_mm_arterial"]:
+                misses.append(
+                    f"{case_id} {v}: centre {error:.1f} px, shift {in_plane:.1f} px / {dz:.1f} mm off"
+                )
+    # Every phase not flagged for review is found: its centre within 1.5 px, its breath-hold shift
+    # within 1 px in plane and one section in z. Flags are rare (on 200 phantom phase pairs the
+    # refinement flagged 5: livercore.registration).
+    assert not misses, misses
+    assert flagged <= 2
     assert check_cohort(tmp_path).ok
 
 
