@@ -32,6 +32,8 @@ from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
 
 if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
     from livercore.analysis import Analysis, LoadedModel
+    from livercore.cohort_builder import BuilderStore, StudyFolder
+    from livercore.dicom_study import ImagingStudy
 
 CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
 MARKS_KEY = "review_marks"  # its Marks
@@ -215,3 +217,50 @@ def share_url(case_id: str) -> str:
         else parts.path.rstrip("/")
     )
     return f"{base}{path}/review?{urlencode({'case': case_id})}"
+
+
+# --- the cohort builder (pages/builder.py): its work lives in the store, not in session_state ---
+
+
+@st.cache_resource(show_spinner=False)
+def _builder_store(url: str) -> BuilderStore:
+    from livercore.cohort_builder import BuilderStore
+
+    return BuilderStore.open(url)
+
+
+def builder_store() -> BuilderStore:
+    """The cohort builder's store ($LIVERCORE_DATABASE_URL, else the default SQLite file),
+    shared by every session; its schema upgraded on first use."""
+    from livercore.store import database_url
+
+    return _builder_store(database_url())
+
+
+def _folder_stamp(folder: Path) -> tuple[int, int]:
+    """(files, newest modification time in ns) of a folder: a changed study is read again."""
+    times = [p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()]
+    return len(times), max(times, default=0)
+
+
+def builder_study(root: Path, folder: StudyFolder) -> ImagingStudy:
+    """A study of the studies folder as volumes (livercore.cohort_builder.read_study), shared by
+    the sessions annotating it and kept for a few studies only (volumes are large). Keyed by
+    the study's salted key, never its folder name."""
+    return _builder_study(folder.key, _folder_stamp(folder.path), root, folder)
+
+
+@st.cache_resource(max_entries=3, ttl=UPLOAD_CACHE_TTL_S, show_spinner="Reading the study's series…")
+def _builder_study(key: str, stamp: tuple[int, int], _root: Path, _folder: StudyFolder) -> ImagingStudy:
+    from livercore.cohort_builder import read_study
+
+    del key, stamp  # only the cache key
+    return read_study(_root, _folder)
+
+
+@st.cache_data(max_entries=96, ttl=UPLOAD_CACHE_TTL_S, show_spinner=False)
+def builder_png(key: str, series: int, section: int, window: Window, _hu: np.ndarray) -> str:
+    """The builder viewer's PNG data URI of one section (HU, (H, W)) in `window`, keyed by the
+    study's key, the series and the section."""
+    del key, series, section  # only the cache key
+    return png_data_uri(display_u8(_hu, window))
