@@ -3,6 +3,11 @@
 Used by the app's pages, the CLI and the tests. Thread-safe: Streamlit serves every browser
 session as a thread of one process and shares the cached models, so inference and CAMs run
 under one lock (`MODEL_LOCK`); results are bit-identical to a sequential run.
+
+Each model's probabilities are calibrated by the temperature stored with it
+(livercore.calibration; the network's own are kept as `raw_probabilities`), and each model says
+whether the case is unlike its training data (livercore.ood: the feature distance from the same
+forward pass, and, from the HU images, `analyse_case`'s image checks).
 """
 
 from __future__ import annotations
@@ -10,27 +15,40 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
+from livercore.calibration import TemperatureScaling
 from livercore.contribution import PhaseContribution, phase_contributions
 from livercore.errors import InputError
+from livercore.measure import Measurements, Point
 from livercore.model import (
     LiverNet,
     ModelContract,
     ModelFileError,
+    TemperatureScaled,
     load_model,
-    predict_proba,
+    predict_logits_and_features,
     select_channels,
 )
+from livercore.ood import ImageFinding, OODResult, OODStatistics, assess, check_images
 from livercore.paths import default_models_dir
 from livercore.preprocess import CROP_SIZE, LesionBox, preprocess_case
-from livercore.vocab import CAM_METHODS, CATEGORIES, MODEL_NAMES, PHASES, Category, Phase, PhaseModel
+from livercore.vocab import (
+    CAM_METHODS,
+    CATEGORIES,
+    MODEL_NAMES,
+    PHASE_MODELS,
+    PHASES,
+    Category,
+    Phase,
+    PhaseModel,
+)
 
 MODEL_LOCK = threading.Lock()
 
@@ -42,6 +60,9 @@ class LoadedModel:
     phase_model: PhaseModel
     card: dict[str, Any]
     contract: ModelContract  # what it was trained on (load_model checked it against preprocess)
+    calibration: TemperatureScaling = field(default_factory=TemperatureScaling)  # identity: none stored
+    ood: OODStatistics | None = None  # None: a file without OOD statistics (no feature check)
+    notes: tuple[str, ...] = ()  # what its file lacks, in sentences (SavedModel.notes)
 
 
 def load_models(
@@ -68,7 +89,16 @@ def load_models(
                 raise
             refused.append(str(err))
             continue
-        out[name] = LoadedModel(name, saved.net, saved.phase_model, saved.card, saved.contract)
+        out[name] = LoadedModel(
+            name,
+            saved.net,
+            saved.phase_model,
+            saved.card,
+            saved.contract,
+            saved.calibration,
+            saved.ood,
+            saved.notes,
+        )
     if not out:
         raise FileNotFoundError(f"no trained models in {root}")
     return out
@@ -77,15 +107,23 @@ def load_models(
 @dataclass
 class ModelResult:
     name: str
-    probabilities: np.ndarray  # (5,) A..E
+    probabilities: np.ndarray  # (5,) A..E, calibrated (softmax(logits / temperature)): what to show
     cam: np.ndarray | None  # (70, 70) float32 in [0, 1], on the crops the model saw
     cam_target: Category | None  # None for EigenCAM, which has no target, and without a CAM
-    # How much each phase drives P(the CAM's category, else the top one): models with 2+ phases.
+    # How much each phase drives P(the CAM's category, else the top one), calibrated as
+    # `probabilities`: models with 2+ phases.
     contribution: PhaseContribution | None = None
+    raw_probabilities: np.ndarray | None = None  # (5,) the network's own softmax(logits)
+    temperature: float = 1.0  # the model's stored temperature (1: uncalibrated)
+    ood: OODResult | None = None  # whether the case is unlike this model's training data
 
     @property
     def predicted(self) -> Category:
         return CATEGORIES[int(np.argmax(self.probabilities))]
+
+    @property
+    def unlike_training(self) -> bool:
+        return self.ood is not None and self.ood.unlike_training
 
 
 @dataclass
@@ -95,12 +133,48 @@ class Analysis:
     seconds: float
     cam_method: str | None = None
     notes: list[str] = field(default_factory=list)
+    findings: list[ImageFinding] = field(default_factory=list)  # image checks that fired (analyse_case)
 
     def probability_table(self) -> dict[str, dict[str, float]]:
+        """Model -> category -> calibrated probability."""
         return {
             n: {c.value: float(r.probabilities[i]) for i, c in enumerate(CATEGORIES)}
             for n, r in self.results.items()
         }
+
+    def raw_probability_table(self) -> dict[str, dict[str, float]]:
+        """Model -> category -> the network's own (uncalibrated) probability."""
+        return {
+            n: {
+                c.value: float(
+                    (r.raw_probabilities if r.raw_probabilities is not None else r.probabilities)[i]
+                )
+                for i, c in enumerate(CATEGORIES)
+            }
+            for n, r in self.results.items()
+        }
+
+    @property
+    def unlike_training(self) -> list[str]:
+        """The models for which this case is unlike the training data, in the paper's order."""
+        return [n for n, r in self.results.items() if r.unlike_training]
+
+    def ood_table(self) -> dict[str, dict[str, Any]]:
+        """Model -> its OODResult as JSON (the report's scores), plus each model's temperature."""
+        return {
+            n: {**(r.ood.to_dict() if r.ood else {}), "temperature": r.temperature}
+            for n, r in self.results.items()
+        }
+
+    def with_findings(self, findings: Sequence[ImageFinding]) -> Analysis:
+        """This analysis with image findings (ood.check_images on the case's HU images) added to
+        the OOD result of every model that sees their phase; nothing is recomputed."""
+        results = {
+            n: replace(r, ood=r.ood.with_findings(findings, PHASE_MODELS[n].phases)) if r.ood else r
+            for n, r in self.results.items()
+        }
+        seen = [*self.findings, *(f for f in findings if f not in self.findings)]
+        return replace(self, results=results, findings=seen)
 
 
 def analyse_crops(
@@ -114,7 +188,10 @@ def analyse_crops(
     """Run every model on (3, 70, 70) uint8 crops; CAMs for the predicted category, or for
     `cam_target` when given; no CAMs when cam_method is None. With `contributions`, each
     model of two or more phases also says how much each phase drives P(that category)
-    (livercore.contribution)."""
+    (livercore.contribution). Probabilities are calibrated by each model's temperature (the
+    network's own in `raw_probabilities`); each result carries the model's OOD check on its
+    features, from the same forward pass (image checks need the HU images: analyse_case, or
+    Analysis.with_findings)."""
     if crops.shape != (len(PHASES), CROP_SIZE, CROP_SIZE) or crops.dtype != np.uint8:
         raise InputError("The lesion crops must be three 70 x 70 8-bit images.")
     from livercore.explain import class_activation_map  # grad-cam costs seconds to import: only when used
@@ -125,16 +202,43 @@ def analyse_crops(
     with MODEL_LOCK, torch.inference_mode(False):
         for name, m in models.items():
             x = select_channels(crops, m.phase_model)
-            proba = predict_proba(m.net, x[None])[0]
+            logits, features = predict_logits_and_features(m.net, x[None])
+            raw = _softmax(logits[0])
+            proba = raw if not m.calibration.fitted else _softmax(logits[0] / m.calibration.temperature)
             want = target or CATEGORIES[int(np.argmax(proba))]
             cam = class_activation_map(m.net, x, want.output_index, cam_method) if cam_method else None
             has_target = cam_method is not None and getattr(CAM_METHODS.get(cam_method), "has_target", True)
             phases = m.phase_model.phases
             contribution = (
-                phase_contributions(m.net, x, phases, want) if contributions and len(phases) > 1 else None
+                phase_contributions(_calibrated_net(m), x, phases, want)
+                if contributions and len(phases) > 1
+                else None
             )
-            results[name] = ModelResult(name, proba, cam, want if has_target else None, contribution)
+            results[name] = ModelResult(
+                name,
+                proba,
+                cam,
+                want if has_target else None,
+                contribution,
+                raw_probabilities=raw,
+                temperature=m.calibration.temperature,
+                ood=assess(name, m.ood, features, phases=phases),
+            )
     return Analysis(crops, results, time.perf_counter() - start, cam_method)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """(5,) float32 logits -> probabilities (5,) float32, as model.probabilities computes them."""
+    return torch.softmax(torch.from_numpy(np.ascontiguousarray(logits, np.float32)), dim=0).numpy()
+
+
+def _calibrated_net(m: LoadedModel) -> LiverNet:
+    """The model's network with its temperature applied, for the phase contributions, so their
+    probabilities are the ones shown. phase_contributions only calls the network and reads its
+    parameters' device, which the wrapper shares."""
+    if not m.calibration.fitted:
+        return m.net
+    return cast(LiverNet, TemperatureScaled(m.net, m.calibration.temperature))
 
 
 def analyse_case(
@@ -142,7 +246,14 @@ def analyse_case(
     boxes: Mapping[Phase, LesionBox],
     spacing_mm: Mapping[Phase, float | None] | float | None,
     models: Mapping[str, LoadedModel],
+    *,
+    measurements: Measurements | None = None,
+    aorta: Mapping[Phase, Point] | Point | None = None,
     **kwargs: Any,
 ) -> Analysis:
-    """Preprocess three phases around their lesion boxes and analyse them (see analyse_crops)."""
-    return analyse_crops(preprocess_case(hu, boxes, spacing_mm), models, **kwargs)
+    """Preprocess three phases (H, W) in HU around their lesion boxes, analyse them (see
+    analyse_crops) and run the image checks (livercore.ood.check_images) on them: from the page's
+    `measurements` (measure.measure_case, the ROIs the user placed) when given, else the liver
+    ring around the lesion and the aorta at `aorta` or found by ood.find_aorta."""
+    analysis = analyse_crops(preprocess_case(hu, boxes, spacing_mm), models, **kwargs)
+    return analysis.with_findings(check_images(hu, boxes, spacing_mm, measurements=measurements, aorta=aorta))

@@ -196,15 +196,47 @@ def _study_report(args: argparse.Namespace) -> int:
 
 
 def _study_ship(args: argparse.Namespace) -> int:
-    from livercore.study import ship
+    import json
+
+    from livercore.dataset import from_manifest, from_phantom
+    from livercore.study import fit_ship_statistics, ship
     from livercore.study_folder import validate_study_dir
 
     validate_study_dir(args.dir, suggest=True)
-    if not (Path(args.dir) / "weights").is_dir():
+    if not args.statistics_only and not (Path(args.dir) / "weights").is_dir():
         raise InputError(f"{args.dir} has no weights/ folder: ship a study written by `livercore study run`.")
-
-    chosen = ship(args.dir, args.models_dir)
-    print("shipped median sessions: " + ", ".join(f"{m} s{s}" for m, s in chosen.items()))
+    if args.valid == "test-2016" or (args.train == args.valid):
+        raise InputError(
+            "The validation cohort must be neither the test cohort test-2016 nor the training cohort."
+        )
+    if not 0.5 <= args.in_distribution_rate < 1:
+        raise InputError("--in-distribution-rate is a share between 0.5 and 1, e.g. 0.99.")
+    cache = Path(args.dir) / "data"
+    train = _dataset(args.train, args.seed, cache if cache.is_dir() else None)
+    if _is_cohort(args.valid):
+        validation, valid_note = from_manifest(args.valid, sections="largest"), f"{args.valid}"
+    else:
+        validation = from_phantom(args.valid, seed=args.seed, size=args.valid_size)
+        valid_note = f"{args.valid} phantom cohort (seed {args.seed})"
+    notes = {
+        "train_note": f"{args.train}{'' if _is_cohort(args.train) else f' phantom cohort (seed {args.seed})'}: "
+        f"{len(train)} image sets",
+        "validation_note": f"{valid_note}: {len(validation)} cases",
+        "in_distribution_rate": args.in_distribution_rate,
+    }
+    if args.statistics_only:
+        fitted = fit_ship_statistics(args.models_dir, train, validation, **notes)
+    else:
+        chosen = ship(args.dir, args.models_dir, train=train, validation=validation, **notes)
+        print("shipped median sessions: " + ", ".join(f"{m} s{s}" for m, s in chosen.items()))
+        fitted = {m: json.loads((Path(args.models_dir) / f"{m}.json").read_text()) for m in chosen}
+    for name, entry in fitted.items():
+        cal, ood = entry["calibration"], entry["ood"]
+        print(
+            f"{name}: temperature {cal['temperature']:.3f} (ECE on validation {cal['ece_before']:.3f} -> "
+            f"{cal['ece_after']:.3f}), OOD threshold {ood['threshold']:.2f} "
+            f"({ood['in_distribution_rate'] * 100:g} % of validation within)"
+        )
     return 0
 
 
@@ -406,9 +438,38 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir")
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(func=_study_report)
-    shp = study.add_parser("ship", help="copy each model's median session and the study to models/")
+    shp = study.add_parser(
+        "ship",
+        help="copy each model's median session and the study to models/, with each model's OOD "
+        "statistics (training cohort) and temperature and OOD threshold (validation cohort)",
+    )
     shp.add_argument("dir")
     shp.add_argument("--models-dir", default="models")
+    shp.add_argument(
+        "--train",
+        default="train-2013",
+        help="the training cohort (a phantom cohort's name, or a cohort folder or its manifest.csv): "
+        "the OOD statistics' features",
+    )
+    shp.add_argument(
+        "--valid",
+        default="valid-2014",
+        help="the validation cohort, never the test cohort: the temperature and the OOD threshold",
+    )
+    shp.add_argument("--valid-size", type=int, default=200, help="patients of a phantom validation cohort")
+    shp.add_argument("--seed", type=int, default=0, help="phantom cohort seed")
+    shp.add_argument(
+        "--in-distribution-rate",
+        type=float,
+        default=0.99,
+        help="the share of validation cases the OOD threshold lets through (default 0.99)",
+    )
+    shp.add_argument(
+        "--statistics-only",
+        action="store_true",
+        help="only (re)fit the statistics of the models already in --models-dir, weights unchanged "
+        "(DIR: their study, e.g. models/study)",
+    )
     shp.set_defaults(func=_study_ship)
 
     pred = sub.add_parser(

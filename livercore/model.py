@@ -12,13 +12,16 @@ carry their labels and preprocessing): categories, phases, crop size, windows an
 view rule it was trained on. `load_model` refuses a file whose contract this code's
 preprocessing does not honour, with a sentence: the field of view changed once already (twice
 the lesion box -> a fixed 64 mm), and an old model fed the new crops would answer silently wrong.
+Since livercore-model/3 a file also carries what `livercore study ship` fits on the validation
+cohort: its temperature (livercore.calibration) and out-of-distribution statistics
+(livercore.ood); a /2 file loads without them, and says so (`SavedModel.notes`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,12 +30,17 @@ import torch
 from torch import nn
 
 from livercore import preprocess
+from livercore.calibration import TemperatureScaling
 from livercore.errors import InputError
+from livercore.ood import OODStatistics
 from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, PhaseModel
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
-FORMAT = "livercore-model/2"  # bumped whenever the saved layout changes (2: the contract is saved)
+# Bumped whenever the saved layout changes (2: the contract is saved; 3: the temperature and the
+# out-of-distribution statistics are saved). A /2 file still loads, uncalibrated and unchecked.
+FORMAT = "livercore-model/3"
+READABLE_FORMATS = ("livercore-model/2", FORMAT)
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,47 @@ class LiverNet(nn.Module):
         """(B, C, 70, 70) in [0, 1] -> feature maps (B, filters[-1], 8, 8)."""
         return self.features(x - self.config.input_shift)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature maps (B, filters[-1], 8, 8) -> logits (B, 5)."""
-        return self.head(x)
+    def forward_head(self, x: torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
+        """Feature maps (B, filters[-1], 8, 8) -> logits (B, 5), or with `pre_logits` the
+        penultimate layer (B, hidden[-1]): the last hidden layer after its ReLU (and dropout,
+        inactive in eval mode), which livercore.ood measures distances in."""
+        layers = list(self.head)
+        for layer in layers[:-1]:
+            x = layer(x)
+        return x if pre_logits else layers[-1](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, C, 70, 70) in [0, 1] -> logits (B, 5) and, from the same pass, the features
+        livercore.ood measures distances in: "penultimate" (B, hidden[-1]), the last hidden layer
+        after its ReLU, and "convolutional" (B, 2 * sum(filters)), the mean and SD over positions
+        of every channel of each convolutional block's pooled output."""
+        h = x - self.config.input_shift
+        means, sds = [], []
+        for layer in self.features:
+            h = layer(h)
+            if isinstance(layer, nn.MaxPool2d):
+                sd, mean = torch.std_mean(h.flatten(2), dim=2)
+                means.append(mean)
+                sds.append(sd)
+        penultimate = self.forward_head(h, pre_logits=True)
+        logits = self.head[-1](penultimate)
+        return logits, {"penultimate": penultimate, "convolutional": torch.cat(means + sds, dim=1)}
+
+
+class TemperatureScaled(nn.Module):
+    """A network with its logits divided by a temperature: softmax of its output is the
+    calibrated probability (livercore.calibration). Shares the network's parameters."""
+
+    def __init__(self, net: LiverNet, temperature: float) -> None:
+        super().__init__()
+        self.net = net
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) / self.temperature
 
 
 @dataclass(frozen=True)
@@ -238,12 +281,105 @@ def predict_proba(model: LiverNet, x_uint8: np.ndarray, *, batch_size: int = 256
     return torch.cat(out).numpy()
 
 
-def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card: dict) -> None:
-    """Write weights (float16, ~2.3 MB for the default net), NetConfig, the model's contract
-    (this code's preprocessing for its phase-model) and a model card.
+@torch.inference_mode()
+def predict_logits_and_features(
+    model: LiverNet, x_uint8: np.ndarray, *, batch_size: int = 256
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Logits (N, 5) A..E and the OOD feature spaces {space: (N, D)} (LiverNet.forward_with_features),
+    float32, of x_uint8 (N, C, 70, 70) uint8 windowed phases (C the model's channels), from one
+    forward pass; eval mode, the model's device, its train/eval mode restored. softmax(logits)
+    is predict_proba's answer."""
+    if x_uint8.dtype != np.uint8 or x_uint8.ndim != 4:
+        raise ValueError(f"expected uint8 (N, C, H, W), got {x_uint8.dtype} {x_uint8.shape}")
+    if x_uint8.shape[1] != model.in_channels:
+        raise ValueError(f"model takes {model.in_channels} channels, got {x_uint8.shape[1]}")
+    device, was_training = next(model.parameters()).device, model.training
+    model.eval()
+    logits: list[torch.Tensor] = []
+    features: dict[str, list[torch.Tensor]] = {}
+    try:
+        for start in range(0, max(len(x_uint8), 1), batch_size):
+            out, spaces = model.forward_with_features(as_input(x_uint8[start : start + batch_size], device))
+            logits.append(out.float().cpu())
+            for k, v in spaces.items():
+                features.setdefault(k, []).append(v.float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(logits).numpy(), {k: torch.cat(v).numpy() for k, v in features.items()}
 
-    Config, contract and card go in as JSON strings, so `torch.load(weights_only=True)` reads
-    the file.
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state dict's names, dtypes, shapes and bytes: equal digests, equal
+    weights. Model cards record it, so a re-saved file can prove its weights unchanged."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def stored_weights_digest(path: str | Path) -> str:
+    """weights_digest of the tensors stored in a model file (float16, as saved)."""
+    return weights_digest(torch.load(Path(path), map_location="cpu", weights_only=True)["state_dict"])
+
+
+def _statistics_entries(calibration: TemperatureScaling | None, ood: OODStatistics | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if calibration is not None:
+        out["calibration"] = json.dumps(calibration.to_dict())
+    if ood is not None:
+        state = ood.to_state()
+        out["ood"] = {
+            "meta": json.dumps(state["meta"]),
+            "distances": {
+                space: {
+                    "class_means": torch.from_numpy(np.ascontiguousarray(d["class_means"], np.float64)),
+                    "precision": torch.from_numpy(np.ascontiguousarray(d["precision"], np.float64)),
+                    "meta": json.dumps(d["meta"]),
+                }
+                for space, d in state["distances"].items()
+            },
+        }
+    return out
+
+
+def _read_statistics(blob: dict[str, Any]) -> OODStatistics | None:
+    if "ood" not in blob:
+        return None
+    stored = blob["ood"]
+    return OODStatistics.from_state(
+        {
+            "meta": json.loads(stored["meta"]),
+            "distances": {
+                space: {
+                    "class_means": d["class_means"].cpu().numpy(),
+                    "precision": d["precision"].cpu().numpy(),
+                    "meta": json.loads(d["meta"]),
+                }
+                for space, d in stored["distances"].items()
+            },
+        }
+    )
+
+
+def save_model(
+    path: str | Path,
+    model: LiverNet,
+    *,
+    phase_model_name: str,
+    card: dict,
+    calibration: TemperatureScaling | None = None,
+    ood: OODStatistics | None = None,
+) -> None:
+    """Write weights (float16, ~2.3 MB for the default net), NetConfig, the model's contract
+    (this code's preprocessing for its phase-model), a model card and, when given, its
+    temperature and out-of-distribution statistics (`add_statistics` adds them later).
+
+    Config, contract, card and calibration go in as JSON strings and the OOD statistics as
+    float64 tensors, so `torch.load(weights_only=True)` reads the file.
     """
     phase_model = PHASE_MODELS[phase_model_name]
     if phase_model.in_channels != model.in_channels:
@@ -262,25 +398,51 @@ def save_model(path: str | Path, model: LiverNet, *, phase_model_name: str, card
             "contract": ModelContract.current(phase_model).to_json(),
             "card": json.dumps(card),
             "state_dict": state,
+            **_statistics_entries(calibration, ood),
         },
         Path(path),
     )
 
 
+def add_statistics(
+    path: str | Path,
+    out_path: str | Path,
+    *,
+    calibration: TemperatureScaling,
+    ood: OODStatistics,
+    card: dict | None = None,
+) -> None:
+    """Re-save the model file `path` as `out_path` (the same path is fine) in this FORMAT with
+    a temperature and OOD statistics, and `card` when given; its weights are written back as
+    read, tensor for tensor (no retraining, no re-rounding)."""
+    load_model(path)  # refuses, with its sentence, a file this code cannot use
+    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    blob.update(format=FORMAT, **_statistics_entries(calibration, ood))
+    if card is not None:
+        blob["card"] = json.dumps(card)
+    torch.save(blob, Path(out_path))
+
+
 @dataclass(frozen=True)
 class SavedModel:
-    """A model file, loaded: the network in eval mode, its phase-model, contract and card."""
+    """A model file, loaded: the network in eval mode, its phase-model, contract and card, its
+    temperature (identity for a file without one) and OOD statistics (None without), and notes:
+    sentences on what the file lacks."""
 
     net: LiverNet
     phase_model: PhaseModel
     contract: ModelContract
     card: dict[str, Any]
+    calibration: TemperatureScaling = field(default_factory=TemperatureScaling)
+    ood: OODStatistics | None = None
+    notes: tuple[str, ...] = ()
 
 
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> SavedModel:
     """Read a `save_model` file onto map_location; ModelFileError (a sentence) when the file is
-    not a livercore model, is of an older format, or its contract is not what this code's
-    preprocessing produces."""
+    not a livercore model, is of a format before livercore-model/2, or its contract is not what
+    this code's preprocessing produces. A livercore-model/2 file loads with temperature 1 and no
+    OOD statistics, and a note saying so."""
     name = Path(path).name
     try:
         blob = torch.load(Path(path), map_location=map_location, weights_only=True)
@@ -288,11 +450,11 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         raise ModelFileError(f"{name} could not be read as a livercore model file.") from err
     if not isinstance(blob, dict) or not str(blob.get("format", "")).startswith("livercore-model/"):
         raise ModelFileError(f"{name} is not a livercore model file ({FORMAT}).")
-    if blob["format"] != FORMAT:
+    if blob["format"] not in READABLE_FORMATS:
         raise ModelFileError(
             f"{name} is a {blob['format']} file, saved before livercore recorded the preprocessing a "
-            f"model was trained on; this version reads {FORMAT}. Retrain it, or re-save it with "
-            "the livercore version that trained it."
+            f"model was trained on; this version reads {' and '.join(READABLE_FORMATS)}. Retrain it, or "
+            "re-save it with the livercore version that trained it."
         )
     phase_model = PHASE_MODELS.get(str(blob.get("phase_model")))
     if phase_model is None:
@@ -309,4 +471,27 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     }
     model = LiverNet(phase_model.in_channels, NetConfig(**fields))
     model.load_state_dict(blob["state_dict"])  # copies float16 into the float32 parameters
-    return SavedModel(model.to(map_location).eval(), phase_model, contract, json.loads(blob["card"]))
+    calibration = (
+        TemperatureScaling.from_dict(json.loads(blob["calibration"])) if "calibration" in blob else None
+    )
+    ood = _read_statistics(blob)
+    notes = []
+    if calibration is None:
+        notes.append(
+            f"{name} carries no temperature ({blob['format']}): its probabilities are the network's "
+            "own, not calibrated."
+        )
+    if ood is None or not ood.thresholded:
+        notes.append(
+            f"{name} carries no out-of-distribution statistics ({blob['format']}): no feature-distance "
+            "check is made on its inputs (re-ship it with `livercore study ship`)."
+        )
+    return SavedModel(
+        model.to(map_location).eval(),
+        phase_model,
+        contract,
+        json.loads(blob["card"]),
+        calibration or TemperatureScaling(),
+        ood,
+        tuple(notes),
+    )

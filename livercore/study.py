@@ -9,6 +9,12 @@ A study directory holds::
     cards/<model>_s<session>.json      model cards
 
 Sessions already in the directory are kept (a stopped study resumes where it stopped).
+
+`ship` copies each model's median session to a models folder and, given the training and the
+validation cohorts, stores with it what the app needs beyond the weights (`fit_ship_statistics`):
+the out-of-distribution statistics (livercore.ood, fitted on the training cohort, thresholded on
+the validation cohort) and the temperature (livercore.calibration, fitted on the validation
+cohort), never anything fitted on the test cohort.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import pandas as pd
 
 from livercore import evaluate
 from livercore.dataset import Dataset
-from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS
+from livercore.vocab import CATEGORIES, MODEL_NAMES, PHASE_MODELS, Category
 
 PROBABILITY_COLUMNS = [f"p_{c.value}" for c in CATEGORIES]
 
@@ -305,8 +311,19 @@ def median_session(study_dir: str | os.PathLike[str], model: str) -> int:
     return int(acc.index[(len(acc) - 1) // 2])
 
 
-def ship(study_dir: str | os.PathLike[str], models_dir: str | os.PathLike[str]) -> dict[str, int]:
-    """Copy each model's median session and the complete study to `models_dir`."""
+def ship(
+    study_dir: str | os.PathLike[str],
+    models_dir: str | os.PathLike[str],
+    *,
+    train: Dataset | None = None,
+    validation: Dataset | None = None,
+    train_note: str = "",
+    validation_note: str = "",
+    in_distribution_rate: float | None = None,
+) -> dict[str, int]:
+    """Copy each model's median session and the complete study to `models_dir`; with `train` and
+    `validation`, then fit and store each shipped model's OOD statistics and temperature
+    (fit_ship_statistics). Returns model -> shipped session."""
     src, dst = Path(study_dir), Path(models_dir)
     (dst / "study").mkdir(parents=True, exist_ok=True)
     chosen = {}
@@ -322,4 +339,125 @@ def ship(study_dir: str | os.PathLike[str], models_dir: str | os.PathLike[str]) 
     for f in ("predictions_test.csv", "predictions_train.csv", "metrics.json"):
         shutil.copy(src / f, dst / "study" / f)
     (dst / "study" / "shipped.json").write_text(json.dumps(chosen, indent=2))
+    if train is not None and validation is not None:
+        fit_ship_statistics(
+            dst,
+            train,
+            validation,
+            train_note=train_note,
+            validation_note=validation_note,
+            in_distribution_rate=in_distribution_rate,
+        )
     return chosen
+
+
+def fit_ship_statistics(
+    models_dir: str | os.PathLike[str],
+    train: Dataset,
+    validation: Dataset,
+    *,
+    train_note: str = "",
+    validation_note: str = "",
+    in_distribution_rate: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Fit and store, in every model file of `models_dir` (`<model>.pt`, rewritten in place with
+    its weights unchanged, livercore.model.add_statistics), the class-conditional Mahalanobis
+    statistics of its penultimate features on `train`, their threshold at
+    `in_distribution_rate` (default ood.IN_DISTRIBUTION_RATE) of `validation`, and the
+    temperature fitted on `validation`; record them in its card (`<model>.json` and the file's
+    own). With a study in `models_dir/study` (predictions_test.csv and shipped.json), also write
+    `study/calibration.json`: per model the temperature, the expected calibration error before
+    and after on the validation and the test cohort, and the test cohort's reliability diagrams
+    (the results page draws them; the test cohort is only evaluated, never fitted on).
+    Returns model -> what its card records."""
+    from livercore.calibration import (
+        STUDY_FILE,
+        TemperatureScaling,
+        calibrated_probabilities,
+        logits_from_probabilities,
+        reliability_diagram,
+    )
+    from livercore.model import (
+        add_statistics,
+        load_model,
+        predict_logits_and_features,
+        select_channels,
+        stored_weights_digest,
+    )
+    from livercore.ood import IN_DISTRIBUTION_RATE, OODStatistics
+
+    rate = IN_DISTRIBUTION_RATE if in_distribution_rate is None else in_distribution_rate
+    train_note = train_note or f"{len(train)} training image sets"
+    validation_note = validation_note or f"{len(validation)} validation cases"
+    root = Path(models_dir)
+    out: dict[str, dict[str, Any]] = {}
+    temperatures: dict[str, TemperatureScaling] = {}
+    for name in MODEL_NAMES:
+        path = root / f"{name}.pt"
+        if not path.exists():
+            continue
+        saved = load_model(path)
+        pm = saved.phase_model
+        _, f_train = predict_logits_and_features(saved.net, select_channels(train.x, pm))
+        logits_val, f_val = predict_logits_and_features(saved.net, select_channels(validation.x, pm))
+        statistics = OODStatistics.fit(f_train, train.y, fitted_on=train_note, n_classes=len(CATEGORIES))
+        statistics = statistics.with_thresholds(f_val, threshold_on=validation_note, rate=rate)
+        calibration = TemperatureScaling.fit(logits_val, validation.y, fitted_on=validation_note)
+        entry = {
+            "calibration": {
+                **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in calibration.to_dict().items()},
+                "ece_bins": 15,
+                "validation_accuracy": float((logits_val.argmax(1) == validation.y).mean()),
+            },
+            "ood": {
+                **statistics.summary(),
+                "train_share": float(statistics.within(f_train).mean()),
+            },
+            "weights_sha256": stored_weights_digest(path),
+        }
+        card = {**saved.card, **entry}
+        add_statistics(path, path, calibration=calibration, ood=statistics, card=card)
+        (root / f"{name}.json").write_text(json.dumps(card, indent=2))
+        out[name] = entry
+        temperatures[name] = calibration
+    study = root / "study"
+    if out and (study / "predictions_test.csv").exists() and (study / "shipped.json").exists():
+        test = pd.read_csv(study / "predictions_test.csv")
+        shipped = json.loads((study / "shipped.json").read_text())
+        report: dict[str, Any] = {
+            "about": (
+                "Temperature scaling per shipped model, fitted on the validation cohort; expected "
+                "calibration error (15 equal-width bins of top-label confidence) before and after, "
+                "on the validation cohort and on the test cohort's stored predictions of the "
+                "shipped session (evaluated only)."
+            ),
+            "validation_cohort": validation_note,
+            "models": {},
+        }
+        for name, fitted in temperatures.items():
+            rows = test[(test.model == name) & (test.session == shipped.get(name))]
+            if rows.empty:
+                continue
+            logits = logits_from_probabilities(rows[PROBABILITY_COLUMNS].to_numpy())
+            labels = np.array([CATEGORIES.index(c) for c in rows.category.map(Category)])
+            before = reliability_diagram(calibrated_probabilities(logits, 1.0), labels)
+            after = reliability_diagram(calibrated_probabilities(logits, fitted.temperature), labels)
+            report["models"][name] = {
+                "session": shipped[name],
+                "temperature": round(fitted.temperature, 4),
+                "validation": {
+                    "ece_before": round(fitted.ece_before or 0.0, 4),
+                    "ece_after": round(fitted.ece_after or 0.0, 4),
+                    "n": fitted.n,
+                },
+                "test": {
+                    "accuracy": evaluate.accuracy_score(rows),
+                    "ece_before": round(before.ece, 4),
+                    "ece_after": round(after.ece, 4),
+                    "n": len(rows),
+                    "reliability_before": before.to_dict(),
+                    "reliability_after": after.to_dict(),
+                },
+            }
+        (study / STUDY_FILE).write_text(json.dumps(report, indent=1))
+    return out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from livercore.analysis import analyse_case, analyse_crops, load_models
+from livercore.calibration import calibrated_probabilities
 from livercore.errors import InputError
 from livercore.model import predict_proba, select_channels
 from livercore.phantom import generate_case
@@ -30,14 +31,17 @@ def case_crops():
     return case, boxes, preprocess_case(case.hu, boxes, case.spacing_mm)
 
 
-def test_probabilities_match_the_models_own_prediction(models, case_crops):
+def test_probabilities_match_the_models_own_prediction_calibrated_by_its_temperature(models, case_crops):
     _, _, crops = case_crops
     result = analyse_crops(crops, models, cam_method=None)
     assert list(result.results) == list(MODEL_NAMES)
     for name, r in result.results.items():
         m = models[name]
         expected = predict_proba(m.net, select_channels(crops[None], m.phase_model))[0]
-        np.testing.assert_allclose(r.probabilities, expected, atol=1e-6)
+        np.testing.assert_allclose(r.raw_probabilities, expected, atol=1e-6)
+        calibrated = calibrated_probabilities(np.log(expected)[None], m.calibration.temperature)[0]
+        np.testing.assert_allclose(r.probabilities, calibrated, atol=1e-5)
+        assert r.temperature == m.calibration.temperature and r.ood is not None and r.ood.feature_check
         assert r.cam is None
 
 
