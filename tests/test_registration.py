@@ -16,6 +16,7 @@ from livercore.errors import InputError
 from livercore.phantom import generate_case
 from livercore.registration import BreathHoldShift, refine_shift
 from livercore.vocab import Phase
+from tests.conftest import REAL_CT
 
 U, A, D = Phase.UNENHANCED, Phase.ARTERIAL, Phase.DELAYED
 SAMPLE_2D = range(30)  # test-2016 cases: 60 phase pairs
@@ -201,3 +202,22 @@ def test_volumes_without_geometry_or_a_centre_outside_are_input_errors(cases_2d:
         refine_shift(ref, bare, lesion_mm(ref, *c.lesion_center[A]), 10.0)
     with pytest.raises(InputError):
         refine_shift(ref, ref, (500.0, 0.0, 0.0), 10.0)
+
+
+@pytest.mark.skipif(not REAL_CT.is_dir(), reason="../shared/data/real-ct is not beside this checkout")
+@pytest.mark.parametrize("offset_mm", [(3.0, -2.0, 0.0), (4.0, 1.5, -5.0)])
+def test_the_real_hcc048_series_finds_a_known_shift_of_its_own_geometry(
+    offset_mm: tuple[float, float, float],
+) -> None:
+    """Real liver around the real HCC: the same pixels with the patient frame moved (as another
+    breath-hold's series would place them) give that move back."""
+    from dataclasses import replace
+
+    from livercore.dicom_study import read_studies
+
+    (study,) = read_studies(REAL_CT)
+    volume = study.series[0]
+    moved = replace(volume, origin_mm=tuple(np.asarray(volume.origin_mm) + np.asarray(offset_mm)))
+    found = refine_shift(volume, moved, volume.to_patient((7, 230, 150)), 15.0)
+    assert found.plausible
+    np.testing.assert_allclose(found.offset_mm, offset_mm, atol=0.2)  # 0.3 px, 0.04 sections
