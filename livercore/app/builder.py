@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from livercore.app.figures import TOOLBAR_PX, VIEWER_PX, VIEWER_TOOLBAR_REMOVE, zoom_ranges
+from livercore.app.figures import VIEWER_PX, viewer_layout, zoom_ranges
 from livercore.app.marks import MIN_BOX_PX, selection_box, selection_point
 from livercore.cohort_builder import (
     CLICKED,
@@ -110,33 +110,7 @@ def section_figure(
                     "line": {"color": c.colour, "width": 1},
                 }
             )
-    fig.update_layout(
-        shapes=shapes,
-        width=size_px,
-        height=size_px + TOOLBAR_PX,
-        margin={"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
-        xaxis={"range": [c0, c1], "visible": False, "constrain": "domain"},
-        yaxis={
-            "range": [r1, r0],
-            "visible": False,
-            "scaleanchor": "x",
-            "constrain": "domain",
-            "constraintoward": "top",
-        },
-        plot_bgcolor="black",
-        paper_bgcolor="rgba(0,0,0,0)",
-        modebar={
-            "remove": list(VIEWER_TOOLBAR_REMOVE),
-            "bgcolor": "rgba(0,0,0,0)",
-            "color": "#8a8a8a",
-            "activecolor": "#333333",
-        },
-        hovermode="closest",
-        showlegend=False,
-        newselection={"line": {"color": COLOURS["accepted"], "width": 2}},
-        activeselection={"fillcolor": COLOURS["accepted"], "opacity": 0.1},
-    )
-    return fig
+    return viewer_layout(fig, shapes, size_px, ((r0, r1), (c0, c1)), COLOURS["accepted"])
 
 
 def _click_grid(

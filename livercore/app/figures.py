@@ -128,6 +128,19 @@ def viewer_figure(
             )
             keep.append((r - radius - 3, c - radius - 3, r + radius + 3, c + radius + 3))  # + the line
     (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre, keep=keep)
+    return viewer_layout(fig, shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
+
+
+def viewer_layout(
+    fig: go.Figure,
+    shapes: list[dict],
+    size_px: int,
+    ranges: tuple[tuple[float, float], tuple[float, float]],
+    selection_colour: str,
+) -> go.Figure:
+    """The image viewers' common layout: a square of `size_px` showing rows r0..r1 and columns
+    c0..c1 (`ranges`) without axes, the toolbar band above, box selections in `selection_colour`."""
+    (r0, r1), (c0, c1) = ranges
     fig.update_layout(
         shapes=shapes,
         width=size_px,
@@ -152,8 +165,8 @@ def viewer_figure(
         },
         hovermode="closest",
         showlegend=False,
-        newselection={"line": {"color": MARK_COLOURS["lesion"], "width": 2}},
-        activeselection={"fillcolor": MARK_COLOURS["lesion"], "opacity": 0.1},
+        newselection={"line": {"color": selection_colour, "width": 2}},
+        activeselection={"fillcolor": selection_colour, "opacity": 0.1},
     )
     return fig
 
