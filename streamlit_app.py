@@ -23,6 +23,7 @@ page = st.navigation(
     ]
 )
 ui.disclaimer()
+ui.model_set_picker()
 try:
     with ui.routed():
         page.run()

@@ -64,6 +64,12 @@ class LoadedModel:
     ood: OODStatistics | None = None  # None: a file without OOD statistics (no feature check)
     notes: tuple[str, ...] = ()  # what its file lacks, in sentences (SavedModel.notes)
 
+    @property
+    def categories(self) -> tuple[Category, ...]:
+        """The categories the model knows (its contract's; fewer than five when its training
+        cohort lacked some): the others always get probability 0."""
+        return self.net.known_categories
+
 
 def load_models(
     models_dir: str | os.PathLike[str] | None = None,
@@ -116,6 +122,7 @@ class ModelResult:
     raw_probabilities: np.ndarray | None = None  # (5,) the network's own softmax(logits)
     temperature: float = 1.0  # the model's stored temperature (1: uncalibrated)
     ood: OODResult | None = None  # whether the case is unlike this model's training data
+    categories: tuple[Category, ...] = CATEGORIES  # the ones the model knows (the others get 0)
 
     @property
     def predicted(self) -> Category:
@@ -138,7 +145,7 @@ class Analysis:
     def probability_table(self) -> dict[str, dict[str, float]]:
         """Model -> category -> calibrated probability."""
         return {
-            n: {c.value: float(r.probabilities[i]) for i, c in enumerate(CATEGORIES)}
+            n: {c.value: float(r.probabilities[i]) for i, c in enumerate(CATEGORIES) if c in r.categories}
             for n, r in self.results.items()
         }
 
@@ -205,7 +212,8 @@ def analyse_crops(
             logits, features = predict_logits_and_features(m.net, x[None])
             raw = _softmax(logits[0])
             proba = raw if not m.calibration.fitted else _softmax(logits[0] / m.calibration.temperature)
-            want = target or CATEGORIES[int(np.argmax(proba))]
+            top = CATEGORIES[int(np.argmax(proba))]
+            want = target if target in m.categories else top  # a CAM for a category it knows
             cam = class_activation_map(m.net, x, want.output_index, cam_method) if cam_method else None
             has_target = cam_method is not None and getattr(CAM_METHODS.get(cam_method), "has_target", True)
             phases = m.phase_model.phases
@@ -223,6 +231,7 @@ def analyse_crops(
                 raw_probabilities=raw,
                 temperature=m.calibration.temperature,
                 ood=assess(name, m.ood, features, phases=phases),
+                categories=m.categories,
             )
     return Analysis(crops, results, time.perf_counter() - start, cam_method)
 

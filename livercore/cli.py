@@ -234,8 +234,9 @@ def _study_ship(args: argparse.Namespace) -> int:
         cal, ood = entry["calibration"], entry["ood"]
         print(
             f"{name}: temperature {cal['temperature']:.3f} (ECE on validation {cal['ece_before']:.3f} -> "
-            f"{cal['ece_after']:.3f}), OOD threshold {ood['threshold']:.2f} "
-            f"({ood['in_distribution_rate'] * 100:g} % of validation within)"
+            f"{cal['ece_after']:.3f}), OOD thresholds "
+            + ", ".join(f"{k} {v['threshold']:.2f}" for k, v in ood["spaces"].items())
+            + f" ({ood['in_distribution_rate'] * 100:g} % of validation within)"
         )
     return 0
 
@@ -262,6 +263,8 @@ def _predict(args: argparse.Namespace) -> int:
                     name: {
                         "probabilities": {k: round(v, 6) for k, v in probs.items()},
                         "predicted": result.results[name].predicted.value,
+                        "unlike_training_data": result.results[name].unlike_training,
+                        "out_of_distribution": result.ood_table()[name],
                     }
                     for name, probs in result.probability_table().items()
                 },
@@ -272,7 +275,13 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for row in out:
             print(
-                row["case_id"] + ": " + ", ".join(f"{m} {v['predicted']}" for m, v in row["models"].items())
+                row["case_id"]
+                + ": "
+                + ", ".join(
+                    f"{m} {v['predicted']}"
+                    + (" (unlike the training data)" if v["unlike_training_data"] else "")
+                    for m, v in row["models"].items()
+                )
             )
     return 0
 
@@ -456,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="valid-2014",
         help="the validation cohort, never the test cohort: the temperature and the OOD threshold",
     )
-    shp.add_argument("--valid-size", type=int, default=200, help="patients of a phantom validation cohort")
+    shp.add_argument(
+        "--valid-size",
+        type=int,
+        default=1000,
+        help="patients of a phantom validation cohort (default 1000: a 99 %% threshold of 200 rests on 2 cases)",
+    )
     shp.add_argument("--seed", type=int, default=0, help="phantom cohort seed")
     shp.add_argument(
         "--in-distribution-rate",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ from livercore import preprocess
 from livercore.calibration import TemperatureScaling
 from livercore.errors import InputError
 from livercore.ood import OODStatistics
-from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, PhaseModel
+from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, Category, PhaseModel
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -41,6 +42,9 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 # out-of-distribution statistics are saved). A /2 file still loads, uncalibrated and unchecked.
 FORMAT = "livercore-model/3"
 READABLE_FORMATS = ("livercore-model/2", FORMAT)
+# The logit offset of a category the model does not know (its training cohort had none): its
+# probability is exp(-10000) = 0 after any temperature, in float16 and bfloat16 too.
+ABSENT_LOGIT = -1e4
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class LiverNet(nn.Module):
     `forward(x)`: x (B, in_channels, 70, 70) float32 in [0, 1] -> logits (B, 5), A..E.
     """
 
+    category_offset: torch.Tensor  # a buffer (register_buffer below)
+
     def __init__(self, in_channels: int, config: NetConfig | None = None) -> None:
         super().__init__()
         cfg = config or NetConfig()
@@ -91,10 +97,28 @@ class LiverNet(nn.Module):
             head += [nn.Linear(w_in, w_out), nn.ReLU(), nn.Dropout(cfg.dropout)]
         head.append(nn.Linear(widths[-1], cfg.num_classes))
         self.head = nn.Sequential(*head)
+        # Added to the logits: 0 for the categories the model knows, ABSENT_LOGIT for those its
+        # training cohort lacked (know_only), so they never get probability. Not saved in the
+        # weights: the file's contract lists the categories, and load_model applies them.
+        self.register_buffer("category_offset", torch.zeros(cfg.num_classes), persistent=False)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):  # He init keeps a BN-free ReLU net's signal
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # both layer types have a bias
+
+    def know_only(self, categories: Sequence[str]) -> LiverNet:
+        """Give the outputs of categories not in `categories` (values "A".."E") no probability
+        from now on: a model trained on a cohort without them (its contract's categories)."""
+        known = {str(getattr(c, "value", c)) for c in categories}
+        offset = [0.0 if c.value in known else ABSENT_LOGIT for c in CATEGORIES[: self.config.num_classes]]
+        self.category_offset.copy_(torch.tensor(offset))
+        return self
+
+    @property
+    def known_categories(self) -> tuple[Category, ...]:
+        """The categories this network gives probability to (all five unless know_only)."""
+        offset = self.category_offset.detach().cpu().tolist()
+        return tuple(c for c, o in zip(CATEGORIES, offset, strict=False) if o == 0.0)
 
     @property
     def target_layer(self) -> nn.Module:
@@ -113,7 +137,7 @@ class LiverNet(nn.Module):
         layers = list(self.head)
         for layer in layers[:-1]:
             x = layer(x)
-        return x if pre_logits else layers[-1](x)
+        return x if pre_logits else layers[-1](x) + self.category_offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -132,7 +156,7 @@ class LiverNet(nn.Module):
                 means.append(mean)
                 sds.append(sd)
         penultimate = self.forward_head(h, pre_logits=True)
-        logits = self.head[-1](penultimate)
+        logits = self.head[-1](penultimate) + self.category_offset
         return logits, {"penultimate": penultimate, "convolutional": torch.cat(means + sds, dim=1)}
 
 
@@ -163,10 +187,12 @@ class ModelContract:
     input_scale: str = "uint8 / 255"  # how the 8-bit crops become the network's [0, 1] input
 
     @classmethod
-    def current(cls, phase_model: PhaseModel) -> ModelContract:
-        """The contract this code's preprocessing produces for a phase-model."""
+    def current(cls, phase_model: PhaseModel, categories: Sequence[str] | None = None) -> ModelContract:
+        """The contract this code's preprocessing produces for a phase-model, for a model that
+        knows `categories` (values, default all five: fewer when its training cohort lacked some)."""
+        known = {str(getattr(c, "value", c)) for c in categories} if categories is not None else None
         return cls(
-            categories=tuple(c.value for c in CATEGORIES),
+            categories=tuple(c.value for c in CATEGORIES if known is None or c.value in known),
             phases=tuple(p.value for p in phase_model.phases),
             crop_size=preprocess.CROP_SIZE,
             windows={p.value: (p.window.level, p.window.width) for p in phase_model.phases},
@@ -200,10 +226,13 @@ class ModelContract:
 
     def mismatches(self, phase_model: PhaseModel) -> list[str]:
         """What of this contract the current preprocessing does not honour, in words."""
-        now = ModelContract.current(phase_model)
+        now = ModelContract.current(phase_model, self.categories)
         out = []
-        if self.categories != now.categories:
-            out.append(f"its categories are {', '.join(self.categories)}, not {', '.join(now.categories)}")
+        if self.categories != now.categories or len(self.categories) < 2:
+            every = ", ".join(c.value for c in CATEGORIES)
+            out.append(
+                f"its categories are {', '.join(self.categories)}, not two or more of {every} in order"
+            )
         if self.phases != now.phases:
             out.append(f"its phases are {', '.join(self.phases)}, not {', '.join(now.phases)}")
         if self.crop_size != now.crop_size:
@@ -373,6 +402,7 @@ def save_model(
     card: dict,
     calibration: TemperatureScaling | None = None,
     ood: OODStatistics | None = None,
+    categories: Sequence[str] | None = None,
 ) -> None:
     """Write weights (float16, ~2.3 MB for the default net), NetConfig, the model's contract
     (this code's preprocessing for its phase-model), a model card and, when given, its
@@ -395,7 +425,10 @@ def save_model(
             "format": FORMAT,
             "phase_model": phase_model_name,
             "config": json.dumps(asdict(model.config)),
-            "contract": ModelContract.current(phase_model).to_json(),
+            "contract": ModelContract.current(
+                phase_model,
+                categories if categories is not None else [c.value for c in model.known_categories],
+            ).to_json(),
             "card": json.dumps(card),
             "state_dict": state,
             **_statistics_entries(calibration, ood),
@@ -471,6 +504,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     }
     model = LiverNet(phase_model.in_channels, NetConfig(**fields))
     model.load_state_dict(blob["state_dict"])  # copies float16 into the float32 parameters
+    model.know_only(contract.categories)
     calibration = (
         TemperatureScaling.from_dict(json.loads(blob["calibration"])) if "calibration" in blob else None
     )

@@ -68,11 +68,16 @@ class FeatureDistance:
 
         f = np.asarray(features, np.float64)
         y = np.asarray(labels)
-        missing = sorted(set(range(n_classes)) - set(y.tolist()))
-        if missing:
-            raise ValueError(f"no training features of class {missing}")
-        means = np.stack([f[y == k].mean(axis=0) for k in range(n_classes)])
-        estimator = LedoitWolf(assume_centered=True).fit(f - means[y])
+        present = sorted(set(y.tolist()))
+        if len(present) < 2 or not set(present) <= set(range(n_classes)):
+            raise ValueError(
+                f"training features of two or more of classes 0..{n_classes - 1} needed, got {present}"
+            )
+        # A category the training cohort lacks has no mean: the model does not know it
+        # (livercore.model.LiverNet.know_only), and distances go to the categories it knows.
+        means = np.stack([f[y == k].mean(axis=0) for k in present])
+        centred = f - means[np.searchsorted(present, y)]
+        estimator = LedoitWolf(assume_centered=True).fit(centred)
         return cls(space, means, np.asarray(estimator.precision_, np.float64), float(estimator.shrinkage_))
 
     def score(self, features: np.ndarray) -> np.ndarray:
@@ -322,17 +327,16 @@ def noise_sd(hu: np.ndarray, box: LesionBox, spacing_mm: float | None) -> float 
     from scipy import ndimage
 
     sp = spacing_mm or 1.0
-    ring = measure.ring_mask(hu.shape, box, spacing_mm)
-    rows, cols = np.nonzero(ring)
-    if rows.size == 0:
-        return None
     k = max(3, round(NOISE_WINDOW_MM / sp) | 1)
-    window = (
-        slice(max(int(rows.min()) - k, 0), int(rows.max()) + k + 1),
-        slice(max(int(cols.min()) - k, 0), int(cols.max()) + k + 1),
-    )
-    image = np.asarray(hu, np.float64)[window]
-    tissue = ring[window] & (image >= measure.LIVER_RING_HU[0]) & (image <= measure.LIVER_RING_HU[1])
+    # Only the ring's neighbourhood, k pixels beyond its outer edge, is read (not the whole image).
+    reach = max(box.height, box.width) / 2 + (measure.RING_GAP_MM + measure.RING_WIDTH_MM) / sp + k + 1
+    r0, r1 = max(int(box.row - reach), 0), min(int(box.row + reach) + 1, hu.shape[0])
+    c0, c1 = max(int(box.col - reach), 0), min(int(box.col + reach) + 1, hu.shape[1])
+    if r1 <= r0 or c1 <= c0:
+        return None
+    ring = measure.ring_mask((r1 - r0, c1 - c0), replace(box, row=box.row - r0, col=box.col - c0), spacing_mm)
+    image = np.asarray(hu[r0:r1, c0:c1], np.float64)
+    tissue = ring & (image >= measure.LIVER_RING_HU[0]) & (image <= measure.LIVER_RING_HU[1])
     if tissue.sum() < NOISE_MIN_PIXELS:
         return None
     mean = ndimage.uniform_filter(image, k)

@@ -151,6 +151,7 @@ def run_study(
                 progress=progress,
                 **kwargs,
             )
+            result.model.know_only([CATEGORIES[k].value for k in np.unique(train.y)])
             p_test = predict_proba(result.model, select_channels(test.x, pm))
             p_train = predict_proba(result.model, select_channels(train.x, pm))
             f_test = predictions_frame(name, session, test, p_test)
@@ -162,6 +163,8 @@ def run_study(
                 "session": session,
                 "seed": seed,
                 "trained_on": data_note or f"{len(train)} image sets",
+                "categories": [c.value for c in result.model.known_categories],
+                "training_mix": training_mix(train.y),
                 "tested_on": test_note or f"{len(test)} cases",
                 "config": asdict(config),
                 "net": asdict(result.model.config),
@@ -193,6 +196,12 @@ def run_study(
                     flush=True,
                 )
     return write_metrics(out)
+
+
+def training_mix(labels: np.ndarray) -> dict[str, int]:
+    """Image sets per category of a training cohort's labels (N,) in 0..4, the absent left out."""
+    counts = np.bincount(np.asarray(labels), minlength=len(CATEGORIES))
+    return {c.value: int(n) for c, n in zip(CATEGORIES, counts, strict=True) if n}
 
 
 def write_metrics(study_dir: str | os.PathLike[str], audit: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -414,6 +423,8 @@ def fit_ship_statistics(
                 "train_share": float(statistics.within(f_train).mean()),
             },
             "weights_sha256": stored_weights_digest(path),
+            "categories": [c.value for c in saved.net.known_categories],
+            "training_mix": training_mix(train.y),
         }
         card = {**saved.card, **entry}
         add_statistics(path, path, calibration=calibration, ood=statistics, card=card)

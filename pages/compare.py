@@ -20,7 +20,7 @@ models = state.get_models()
 if not models:
     ui.no_models_message(state.refused_models())
     st.stop()
-ui.refused_models_message(state.refused_models())
+ui.refused_models_message(state.refused_models(), models)
 
 examples = catalogue.example_cases()
 case, marks = state.current_case(), state.current_marks()
@@ -74,9 +74,16 @@ over = c3.selectbox(
 )
 crops = inputs.crops_for(case, marks.boxes)
 analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
+analysis = state.with_image_checks(analysis, case, marks)
 verdict = compare.agreement(analysis)
 
 st.markdown(f"#### {case.title}")
+for name in analysis.unlike_training:
+    ui.ood_notice(analysis.results[name], model_label=True)
+if analysis.unlike_training:
+    st.caption(
+        "Their predictions are still shown below, labelled as made on images unlike the training data."
+    )
 (st.success if verdict.unanimous else st.warning)(verdict.sentences[0])
 for sentence in verdict.sentences[1:]:
     st.info(sentence, icon=":material/menu_book:")
@@ -106,6 +113,7 @@ for name, result in analysis.results.items():
     row[0].markdown(
         f"**{PHASE_MODELS[name].label}**  \n{top.value} {top.info.name} "
         f"({result.probabilities[top.output_index] * 100:.0f} %)"
+        + ("  \n:orange[on images unlike its training data]" if result.unlike_training else "")
     )
     seen = PHASE_MODELS[name].phases
     phase = over if over in seen else (result.contribution.leading if result.contribution else seen[0])

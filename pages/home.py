@@ -76,30 +76,46 @@ for column, (path, title, icon, what) in zip(st.columns(3) + st.columns(3), STAR
     column.page_link(path, label=title, icon=icon)
     column.caption(what)
 
-st.subheader("Loaded models")
-cards = state.model_cards()
-if cards:
-    st.caption(
-        f"From {state.models_dir()}. Each model card says what the model was trained on, when and "
-        "how accurate it was on its test set; the paper's figures are beside them."
+st.subheader("Models")
+sets, problems = state.model_sets()
+current = state.model_set()
+st.caption(
+    "Each model card says what the model was trained on (cohort, size, image sets per category), when, "
+    "by which code version, how accurate it was on its test set, its calibration and the feature distance "
+    "beyond which a case counts as unlike its training data; the paper's figures are beside them."
+    + (" Choose the model set in the sidebar." if len(sets) > 1 else "")
+)
+st.markdown(
+    "**Not the same test.** The rows *this model* are measured on the model's own data (rows "
+    "*trained on* and *tested on*; the bundled models: synthetic CT from the livercore phantom), "
+    "one training each. The rows *paper* are Yasaka et al.'s, on patients' CT: 100 test patients, "
+    "median (range) of five trainings. The phantom follows the textbook patterns more closely than "
+    "patients do, so a higher score here does not make a better network than the paper's."
+)
+for problem in problems:
+    st.warning(problem, icon=":material/folder_off:")
+for model_set in sets:
+    in_use = " (in use)" if model_set.key == current.key else ""
+    st.markdown(f"##### {model_set.label}{in_use}")
+    cards = state.model_cards(model_set.folder)
+    if not cards:
+        if model_set.key == current.key:
+            ui.no_models_message(state.refused_models())
+        else:
+            st.info("No phase-models in this set's folder.")
+        continue
+    study = (
+        "its study is in its folder (Study results)" if model_set.has_study else "shipped without its study"
     )
-    st.markdown(
-        "**Not the same test.** The rows *this model* are measured on the model's own data (rows "
-        "*trained on* and *tested on*; the bundled models: synthetic CT from the livercore phantom), "
-        "one training each. The rows *paper* are Yasaka et al.'s, on patients' CT: 100 test patients, "
-        "median (range) of five trainings. The phantom follows the textbook patterns more closely than "
-        "patients do, so a higher score here does not make a better network than the paper's."
-    )
+    st.caption(f"{len(cards)} phase-models; {study}.")
     st.table(ui.model_cards_table(cards))
     missing = [m for m in MODEL_NAMES if m not in cards]
     if missing:
         st.warning("Missing phase-models: " + ", ".join(missing) + ".")
-    with st.expander("Full model cards"):
+    with st.expander(f"Full model cards: {model_set.label}"):
         for name, card in cards.items():
             st.markdown(f"**{PHASE_MODELS[name].label}**")
             st.json(card, expanded=False)
-else:
-    ui.no_models_message(state.refused_models())
 
 examples = catalogue.example_cases()
 st.subheader("Example cases")

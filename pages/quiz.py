@@ -134,7 +134,8 @@ with right:
             f"**What the network said.** {quiz.model_sentence(phase_set, result.probabilities, feedback.truth)}"
         )
         st.plotly_chart(
-            figures.probability_figure(result.probabilities, height=200), key="quiz_probabilities"
+            figures.probability_figure(result.probabilities, height=200, categories=result.categories),
+            key="quiz_probabilities",
         )
         st.markdown("**Which phase its answer rests on, and where it looked**")
         ui.contribution_bars(result, key="quiz_contribution")

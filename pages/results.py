@@ -6,12 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from livercore import study_folder, study_tables
-from livercore.app import results, ui
+from livercore.app import results, state, ui
+from livercore.calibration import study_calibration
 from livercore.errors import InputError
 from livercore.teaching import catalogue
 from livercore.vocab import CATEGORIES, PHASE_MODELS, Category
-
-SOURCES = ("The shipped study (models/study)", "Another study directory on this server")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the study…")
@@ -28,25 +27,24 @@ st.caption(
     "the livercore phantom: compare the patterns, not the exact numbers."
 )
 
-source = st.radio("Study", SOURCES, horizontal=True, key="results_source")
-typed = str(study_folder.DEFAULT_STUDY_DIR)
-if source == SOURCES[1]:
-    typed = st.text_input(
-        "Folder of the study on this server",
-        key="results_dir",
-        placeholder="/srv/livercore/studies/site-2024",
-        help="A folder written by `livercore study run` (it holds predictions_test.csv and metrics.json).",
+model_set = state.model_set()
+if not model_set.has_study:
+    st.info(
+        f"The model set in use, {model_set.label}, was shipped without the study that produced it "
+        "(a study/ folder beside its models, written by `livercore study ship`)."
+        + (" Choose another model set in the sidebar." if len(state.model_sets()[0]) > 1 else "")
     )
-    if not typed:
-        st.info("Enter the folder of a study on this server.")
-        st.stop()
+    st.stop()
 try:
-    folder = study_folder.validate_study_dir(typed)
+    folder = study_folder.validate_study_dir(model_set.study_dir)
     study = load(str(folder), study_folder.study_stamp(folder))
 except InputError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
-st.caption(f"Study: `{folder}` · {len(study.models)} models · {study.n_cases} test cases")
+st.caption(
+    f"The study that produced the models in use ({model_set.label}) · {len(study.models)} models · "
+    f"{study.n_cases} test cases"
+)
 
 tabs = st.tabs(
     [
@@ -57,6 +55,7 @@ tabs = st.tabs(
         "Confusion matrices",
         "Where the models look",
         "Shortcut audit",
+        "Calibration",
     ]
 )
 
@@ -209,3 +208,27 @@ with tabs[6]:
             tiles[2].metric("Knowing only cirrhosis", f"{audit.cirrhosis_rule:.2f}")
         tiles[-1].metric("Verdict", audit.verdict)
         st.markdown(audit.explanation)
+
+with tabs[7]:
+    st.markdown(results.CALIBRATION_TEXT)
+    report = study_calibration(folder)
+    if report is None:
+        st.info("This study has no calibration report (calibration.json, written by `livercore study ship`).")
+    else:
+        st.table(results.calibration_table(report))
+        st.caption(
+            f"Validation: {report.get('validation_cohort', 'the validation cohort')}. The test ECE rests on "
+            f"{study.n_cases} cases and moves by a few hundredths from one cohort of that size to another; "
+            "the accuracy column is the same before and after (a temperature never changes the top category)."
+        )
+        model = st.selectbox(
+            "Reliability diagram of",
+            list(report["models"]),
+            format_func=lambda m: PHASE_MODELS[m].label,
+            key="results_calibration_model",
+        )
+        st.plotly_chart(results.reliability_figure(report["models"][model]), key="results_reliability")
+        st.caption(
+            "Test cohort, shipped session. Each point: one confidence bin (marker size: its cases); on the "
+            "dotted diagonal the model is as often right as it is confident."
+        )

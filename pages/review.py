@@ -15,7 +15,7 @@ from livercore.captures import read_capture
 from livercore.errors import InputError
 from livercore.measure import ROI_DIAMETER_MM, measure_case
 from livercore.teaching import catalogue
-from livercore.vocab import LIVER_WINDOW, PHASES, SUBTYPE_LABELS, Phase, Window
+from livercore.vocab import LIVER_WINDOW, PHASE_MODELS, PHASES, SUBTYPE_LABELS, Phase, Window
 
 WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
 
@@ -339,7 +339,7 @@ st.subheader("4. Prediction")
 if not models:
     ui.no_models_message(state.refused_models())
     st.stop()
-ui.refused_models_message(state.refused_models())
+ui.refused_models_message(state.refused_models(), models)
 p1, p2, p3, p4 = st.columns(4)
 model_name = p1.selectbox(
     "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"
@@ -349,13 +349,23 @@ cam = ui.cam_controls(
 )
 method, target, opacity = cam.method, cam.target, cam.opacity
 analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
+analysis = state.with_image_checks(analysis, case, marks, measurements)
 result = analysis.results[model_name]
+others = [PHASE_MODELS[n].label.lower() for n in analysis.unlike_training if n != model_name]
+if others:
+    st.caption(
+        ":material/report: The case is also unlike the training data of the "
+        + ", ".join(others)
+        + " model(s): see Compare phase-models."
+    )
 seen = models[model_name].phase_model.phases
 r1, r2 = st.columns([1, 1])
 with r1:
     ui.probability_headline(result)
     st.caption(compare.agreement(analysis).sentences[0])
-    st.plotly_chart(figures.probability_figure(result.probabilities), key="probabilities")
+    st.plotly_chart(
+        figures.probability_figure(result.probabilities, categories=result.categories), key="probabilities"
+    )
     st.markdown("**Which phase carries the decision**")
     ui.contribution_bars(result, key="contribution")
 with r2:

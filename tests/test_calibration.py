@@ -164,13 +164,14 @@ def test_shipped_cards_record_the_temperature_the_ood_threshold_and_unchanged_we
         assert saved.card == card and not saved.notes
         assert card["weights_sha256"] == stored_weights_digest(MODELS / f"{name}.pt")
         cal = card["calibration"]
-        assert cal["fitted_on"].startswith("valid-2014") and cal["n"] == 200 and cal["ece_bins"] == 15
+        assert cal["fitted_on"].startswith("valid-2014") and cal["n"] == 1000 and cal["ece_bins"] == 15
         assert cal["temperature"] == pytest.approx(saved.calibration.temperature, abs=1e-4)
         assert 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1
         ood = card["ood"]
         assert ood["in_distribution_rate"] == 0.99 and ood["validation_share"] >= 0.99
         assert ood["threshold_on"].startswith("valid-2014") and ood["fitted_on"].startswith("train-2013")
         assert "test-2016" not in cal["fitted_on"] + ood["threshold_on"] + ood["fitted_on"]
+        assert card["categories"] == ["A", "B", "C", "D", "E"] and sum(card["training_mix"].values()) == 1068
     report = json.loads((MODELS / "study" / "calibration.json").read_text())
     assert set(report["models"]) == set(MODEL_NAMES)
     for entry in report["models"].values():

@@ -130,7 +130,8 @@ def _rewrite(path: Path, **changes: object) -> None:
             {"windows": {"unenhanced": [40, 350], "arterial": [45, 290], "delayed": [45, 290]}},
             "unenhanced window is L40/W350",
         ),
-        ({"categories": ["A", "B", "D", "E"]}, "its categories are A, B, D, E"),
+        ({"categories": ["B", "A", "C", "D", "E"]}, "its categories are B, A, C, D, E, not two or more"),
+        ({"categories": ["A", "F"]}, "its categories are A, F, not two or more of A, B, C, D, E"),
         ({"format": "livercore-model/1"}, "saved before livercore recorded the preprocessing"),
     ],
 )
@@ -165,3 +166,27 @@ def test_load_refuses_a_file_that_is_not_a_livercore_model(tmp_path) -> None:
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="is not a livercore model file"):
         load_model(tmp_path / "other.pt")
+
+
+def test_a_model_trained_without_a_category_knows_only_the_others(tmp_path: Path) -> None:
+    """A site cohort without C: the file's contract lists A, B, D, E; loaded, C gets probability 0
+    (after any temperature), never the top category, and the analysis says which it knows."""
+    from livercore.analysis import analyse_crops, load_models
+
+    torch.manual_seed(0)
+    net = LiverNet(3)
+    with torch.no_grad():
+        net.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 9.0, 0.0, 0.0]))  # C would win by far
+    net.know_only(["A", "B", "D", "E"])
+    save_model(tmp_path / "triphasic.pt", net, phase_model_name="triphasic", card={})
+    saved = load_model(tmp_path / "triphasic.pt")
+    assert saved.contract.categories == ("A", "B", "D", "E")
+    assert [c.value for c in saved.net.known_categories] == ["A", "B", "D", "E"]
+    crops = np.random.default_rng(0).integers(0, 256, (3, 70, 70), dtype=np.uint8)
+    models = load_models(tmp_path)
+    result = analyse_crops(crops, models, cam_method="GradCAM", cam_target="C").results["triphasic"]
+    assert result.probabilities[2] == 0.0 and result.predicted.value != "C"
+    assert abs(float(result.probabilities.sum()) - 1.0) < 1e-5
+    assert [c.value for c in result.categories] == ["A", "B", "D", "E"]
+    assert result.cam_target is not None and result.cam_target.value != "C"  # a CAM for one it knows
+    assert result.cam is not None and float(result.cam.max()) > 0

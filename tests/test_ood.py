@@ -203,6 +203,91 @@ def test_real_ct_crops_are_flagged_by_the_triphasic_and_unenhanced_features(mode
     assert _flagged(models["triphasic"], crops).all() and _flagged(models["unenhanced"], crops).all()
 
 
+# --- every foreign input of the issue flagged for the triphasic model -----------------------------
+
+
+def _pydicom_file(name: str) -> Path:
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} is not in pydicom's test data here")
+    return Path(path)
+
+
+def _head_ct() -> tuple[np.ndarray, float]:
+    """pydicom-data's eCT_Supplemental.dcm: a real axial head CT (an enhanced CT object, which
+    the app refuses as an upload, so its first frame is rescaled to HU here)."""
+    import pydicom
+
+    ds = pydicom.dcmread(_pydicom_file("eCT_Supplemental.dcm"))
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    transform = shared.PixelValueTransformationSequence[0]
+    hu = ds.pixel_array[0].astype(np.float32) * float(transform.RescaleSlope) + float(
+        transform.RescaleIntercept
+    )
+    return hu, float(shared.PixelMeasuresSequence[0].PixelSpacing[0])
+
+
+def _mr_slice() -> tuple[np.ndarray, float]:
+    """pydicom's MR_small.dcm, its signal values taken as if they were HU."""
+    import pydicom
+
+    ds = pydicom.dcmread(_pydicom_file("MR_small.dcm"))
+    return ds.pixel_array.astype(np.float32), float(ds.PixelSpacing[0])
+
+
+def _triphasic_flag(models, hu: np.ndarray, centre: tuple[float, float], spacing: float):
+    side = 20.0 / spacing
+    analysis = analyse_case(
+        dict.fromkeys(PHASES, hu),
+        dict.fromkeys(PHASES, LesionBox(*centre, side, side)),
+        spacing,
+        models,
+        cam_method=None,
+        contributions=False,
+    )
+    return analysis.results["triphasic"]
+
+
+@needs_real_ct
+def test_all_16_real_hcc048_slices_as_three_phases_are_flagged(models) -> None:
+    from livercore.dicom_io import read_series
+
+    for ct in read_series([str(p) for p in REAL_SLICES]):
+        result = _triphasic_flag(models, ct.hu, (215.0, 160.0), ct.pixel_spacing_mm[0])
+        assert result.unlike_training, ct.position_z_mm
+        assert result.ood.reasons and result.predicted is not None  # a reason, and the prediction kept
+
+
+def test_a_real_head_ct_is_flagged(models) -> None:
+    hu, spacing = _head_ct()
+    result = _triphasic_flag(models, hu, (hu.shape[0] / 2, hu.shape[1] / 2), spacing)
+    assert result.unlike_training and result.ood.reasons
+
+
+def test_an_mr_slice_forced_through_the_hu_path_is_flagged(models) -> None:
+    mr, spacing = _mr_slice()
+    result = _triphasic_flag(models, mr, (mr.shape[0] / 2, mr.shape[1] / 2), spacing)
+    assert result.unlike_training
+    assert (
+        result.ood.distances["convolutional"]["distance"] > result.ood.distances["convolutional"]["threshold"]
+    )
+
+
+def test_pure_noise_hu_and_a_crop_outside_the_body_are_flagged(models) -> None:
+    noise = np.random.default_rng(3).uniform(-1000, 1000, (512, 512)).astype(np.float32)
+    assert _triphasic_flag(models, noise, (256.0, 256.0), 0.7).unlike_training
+    case = generate_case("valid-2014", 0, 3, 200)  # a phantom case, its box moved to the image's corner
+    corner = LesionBox.from_center(14.0, 14.0, case.lesion_diameter_mm, case.spacing_mm)
+    analysis = analyse_case(
+        case.hu, dict.fromkeys(PHASES, corner), case.spacing_mm, models, cam_method=None, contributions=False
+    )
+    outside = analysis.results["triphasic"]
+    assert outside.unlike_training
+    assert any("outside the body" in r for r in outside.ood.reasons)
+
+
 # --- the image checks ---------------------------------------------------------------------------
 
 

@@ -334,8 +334,7 @@ def test_the_app_the_cli_and_the_report_print_the_same_tables(capsys: pytest.Cap
     ]
     at = AppTest.from_file(str(MODELS.parent / "pages" / "results.py"), default_timeout=60)
     at.run()
-    shown = [t.value for t in at.table]
-    assert len(shown) == 3
+    shown = [t.value for t in at.table][:3]  # the fourth: the calibration table (tests/test_teaching.py)
     for ours, page in zip(tables, shown, strict=True):
         pd.testing.assert_frame_equal(
             ours.reset_index(drop=True), page.reset_index(drop=True), check_dtype=False

@@ -18,8 +18,18 @@ import pytest
 from livercore import study_folder, study_tables
 from livercore.app import inputs, quiz, results
 from livercore.errors import InputError
+from livercore.paths import DEFAULT_MODELS_DIR
 from livercore.teaching import build, catalogue, findings, views
-from livercore.vocab import CATEGORIES, DISCLAIMER, PHASES, SUBTYPES, Category, Phase
+from livercore.vocab import (
+    CATEGORIES,
+    DISCLAIMER,
+    MODEL_NAMES,
+    PHASE_MODELS,
+    PHASES,
+    SUBTYPES,
+    Category,
+    Phase,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
@@ -545,7 +555,11 @@ def test_results_page_tables_teaching_points_and_cell_cases(study: study_folder.
     assert not at.exception
     assert DISCLAIMER in [w.value for w in at.warning]
     assert "0.84 (0.82-0.90)" in at.table[0].value.to_string()  # Table 2, the paper beside ours
-    assert len(at.table) == 3  # Table 2, Table 3, AUC
+    assert len(at.table) == 4  # Table 2, Table 3, AUC, calibration
+    calibration = at.table[3].value
+    assert list(calibration.index) == [PHASE_MODELS[m].label for m in MODEL_NAMES]
+    assert "->" in calibration.iloc[0]["ECE, test: network's own -> calibrated"]
+    assert "results_reliability" in [c.key for c in at.get("plotly_chart")]
     body = all_text(at)
     for point in results.teaching_points(study):
         assert point.title in body
@@ -559,17 +573,31 @@ def test_results_page_tables_teaching_points_and_cell_cases(study: study_folder.
     assert f"review?case={shown.case_id[0]}" in all_text(at)  # the link to the review page
 
 
-def test_results_page_reads_another_study_directory(tmp_path: Path, small_study: Path) -> None:
+def test_results_page_shows_the_study_of_the_model_set_in_use(
+    tmp_path: Path, small_study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site's model folder, configured (LIVERCORE_MODEL_SETS) and picked: the results page shows
+    the study shipped with it; a set shipped without its study says so."""
+    site = tmp_path / "site-models"
+    site.mkdir()
+    for suffix in (".pt", ".json"):
+        shutil.copy(DEFAULT_MODELS_DIR / f"triphasic{suffix}", site)
+    shutil.copytree(small_study, site / "study")
+    bare = tmp_path / "bare-models"
+    bare.mkdir()
+    shutil.copy(DEFAULT_MODELS_DIR / "arterial.pt", bare)
+    monkeypatch.setenv("LIVERCORE_MODEL_SETS", f"Site 2025={site};Bare={bare};Gone={tmp_path / 'gone'}")
     at = page("results")
+    at.session_state["model_set"] = "site-2025"
     at.run()
-    at.radio(key="results_source").set_value("Another study directory on this server").run()
-    at.text_input(key="results_dir").input(str(tmp_path)).run()
-    assert not at.exception
-    assert any("is not a study directory" in e.value for e in at.error)
-    at.text_input(key="results_dir").input(str(small_study)).run()
     assert not at.exception and not at.error
     assert list(at.table[0].value.index) == ["Triphasic", "Arterial"]
+    assert "The study that produced the models in use (Site 2025)" in all_text(at)
     assert any("no shortcut audit" in i.value for i in at.info)
+    at.session_state["model_set"] = "bare"
+    at.run()
+    assert not at.exception
+    assert any("was shipped without the study that produced it" in i.value for i in at.info)
 
 
 def test_library_page_shows_phases_curve_findings_and_link() -> None:

@@ -40,9 +40,13 @@ def comparison_table(analysis: Analysis) -> pd.DataFrame:
         top = result.predicted
         row: dict[str, object] = {"model": pm.label, "phases": " + ".join(p.short for p in pm.phases)}
         row |= {
-            f"P({c.value})": percent(float(result.probabilities[i]) * 100) for i, c in enumerate(CATEGORIES)
+            f"P({c.value})": percent(float(result.probabilities[i]) * 100)
+            if c in result.categories
+            else "not known"
+            for i, c in enumerate(CATEGORIES)
         }
         row["top category"] = f"{top.value} {top.info.name}"
+        row["like its training data"] = "no" if result.unlike_training else "yes"
         row |= reference.loc[name].to_dict()
         row["paper sensitivity for its top category"] = paper.sensitivity_text(name, top)
         rows.append(row)

@@ -19,7 +19,7 @@ from plotly.colors import hex_to_rgb, sample_colorscale
 from livercore.contribution import points_text
 from livercore.measure import Measurements, Point
 from livercore.preprocess import LesionBox, window_to_uint8
-from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Phase, Window
+from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Category, Phase, Window
 
 if TYPE_CHECKING:
     from livercore.contribution import PhaseContribution
@@ -218,16 +218,20 @@ def percent(value: float) -> str:
     return "<1 %" if value < 0.5 else f"{value:.0f} %"
 
 
-def probability_figure(probabilities: np.ndarray, *, height: int = 230) -> go.Figure:
-    """Horizontal bars: the five category probabilities (5,) in %, each in its category colour."""
-    labels = [f"{c.value}  {c.info.name}" for c in CATEGORIES]
-    values = [float(p) * 100 for p in probabilities]
+def probability_figure(
+    probabilities: np.ndarray, *, height: int = 230, categories: Sequence[Category] = CATEGORIES
+) -> go.Figure:
+    """Horizontal bars: the category probabilities (5,) in %, each in its category colour; only
+    the `categories` the model knows (a model trained without C has no C bar)."""
+    shown = [c for c in CATEGORIES if c in categories]
+    labels = [f"{c.value}  {c.info.name}" for c in shown]
+    values = [float(probabilities[c.output_index]) * 100 for c in shown]
     fig = go.Figure(
         go.Bar(
             x=values,
             y=labels,
             orientation="h",
-            marker_color=[c.info.colour for c in CATEGORIES],
+            marker_color=[c.info.colour for c in shown],
             text=[percent(v) for v in values],
             textposition="outside",
             cliponaxis=False,

@@ -107,8 +107,17 @@ def report_dict(
                 "label": PHASE_MODELS[name].label,
                 "phases": [p.value for p in PHASE_MODELS[name].phases],
                 "probabilities": {
-                    c.value: round(float(r.probabilities[i]), 4) for i, c in enumerate(CATEGORIES)
+                    c.value: round(float(r.probabilities[i]), 4)
+                    for i, c in enumerate(CATEGORIES)
+                    if c in r.categories
                 },
+                "probabilities_uncalibrated": {
+                    c.value: round(float(raw[i]), 4) for i, c in enumerate(CATEGORIES) if c in r.categories
+                },
+                "temperature": round(float(r.temperature), 4),
+                "categories_known": [c.value for c in r.categories],
+                "unlike_training_data": r.unlike_training,
+                "out_of_distribution": r.ood.to_dict() if r.ood else None,
                 "top_category": r.predicted.value,
                 "top_category_name": r.predicted.info.name,
                 "clinical_score": r.predicted.info.clinical_score,
@@ -118,7 +127,9 @@ def report_dict(
                 "model_card": {k: models[name].card.get(k) for k in CARD_KEYS} if name in models else None,
             }
             for name, r in analysis.results.items()
+            for raw in [r.raw_probabilities if r.raw_probabilities is not None else r.probabilities]
         },
+        "image_checks": [f.to_dict() for f in analysis.findings],
     }
 
 

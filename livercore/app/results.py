@@ -638,3 +638,76 @@ def _contribution_point(study: Study) -> TeachingPoint | None:
         "20 % for classic HCC and the arterial phase at least half for hypovascular C.)",
         both and hypo_arterial >= 0.5,
     )
+
+
+# --- calibration (livercore.calibration: the temperatures fitted by `livercore study ship`) -------
+
+CALIBRATION_TEXT = (
+    "**Are the probabilities honest?** A model is calibrated when, of the lesions it gives 80 %, "
+    "about 80 % are right. Each phase-model's temperature was fitted on the validation cohort "
+    "(never on the test cohort) and the app shows the calibrated probabilities. The expected "
+    "calibration error (ECE) is the gap between confidence and accuracy, averaged over 15 "
+    "confidence bins weighted by their cases: 0 is perfect."
+)
+
+
+def calibration_table(report: dict) -> pd.DataFrame:
+    """One row per model of a study's calibration report (calibration.study_calibration): its
+    temperature, test accuracy and ECE before and after on validation and test."""
+    rows = []
+    for name, entry in report["models"].items():
+        test, validation = entry.get("test", {}), entry.get("validation", {})
+        rows.append(
+            {
+                "model": PHASE_MODELS[name].label,
+                "temperature": f"{entry['temperature']:.2f}",
+                "test accuracy": f"{test['accuracy']:.2f}" if "accuracy" in test else "—",
+                "ECE, validation: network's own -> calibrated": (
+                    f"{validation['ece_before']:.3f} -> {validation['ece_after']:.3f} (n = {validation['n']})"
+                    if validation
+                    else "—"
+                ),
+                "ECE, test: network's own -> calibrated": (
+                    f"{test['ece_before']:.3f} -> {test['ece_after']:.3f} (n = {test['n']})" if test else "—"
+                ),
+            }
+        )
+    return pd.DataFrame(rows).set_index("model")
+
+
+def reliability_figure(entry: dict, *, height: int = 340) -> go.Figure:
+    """A model's reliability diagram on the test cohort: accuracy against confidence per bin,
+    the network's own and calibrated, with the diagonal of perfect calibration."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect")
+    )
+    test = entry.get("test", {})
+    for key, label, colour in (
+        ("reliability_before", "network's own", "#9e9e9e"),
+        ("reliability_after", "calibrated (shown in the app)", "#1565c0"),
+    ):
+        diagram = test.get(key)
+        if not diagram:
+            continue
+        bins = [b for b in diagram["bins"] if b["count"]]
+        fig.add_trace(
+            go.Scatter(
+                x=[b["confidence"] for b in bins],
+                y=[b["accuracy"] for b in bins],
+                mode="lines+markers",
+                marker={"size": [6 + 14 * np.sqrt(b["count"] / diagram["n"]) for b in bins], "color": colour},
+                line={"color": colour},
+                name=f"{label}, ECE {diagram['ece']:.3f}",
+                customdata=[b["count"] for b in bins],
+                hovertemplate="confidence %{x:.2f}: accuracy %{y:.2f} (%{customdata} cases)<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "confidence (top-category probability)", "range": [0, 1.02]},
+        yaxis={"title": "accuracy", "range": [0, 1.02]},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig

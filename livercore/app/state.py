@@ -22,8 +22,8 @@ import streamlit as st
 from livercore.app.figures import display_u8, png_data_uri
 from livercore.app.marks import Marks
 from livercore.app.uploads import UploadPool
-from livercore.measure import Point
-from livercore.paths import default_models_dir
+from livercore.measure import Measurements, Point
+from livercore.model_sets import ModelSet, configured_sets, find_set
 from livercore.phases import PhaseCheck, aorta_check
 from livercore.preprocess import CROP_SIZE
 from livercore.review_case import ReviewCase
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page mu
 CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
 MARKS_KEY = "review_marks"  # its Marks
 POOL_KEY = "upload_pool"  # the review page's UploadPool: the uploads in memory and their phases
+MODEL_SET_KEY = "model_set"  # the key of the model set picked in the sidebar (livercore.model_sets)
 # Inference threads per process. One: the 70 x 70 networks are too small to gain from intra-op
 # parallelism, and on the 2-core demo server five models + Grad-CAM took 0.09 s with one thread
 # against 1.8 s with two (OpenMP threads contending with Streamlit's own).
@@ -67,9 +68,21 @@ def start_up() -> threading.Thread:
     return thread
 
 
+def model_sets() -> tuple[list[ModelSet], list[str]]:
+    """The model sets this server offers (livercore.model_sets: the bundled one, then those in
+    $LIVERCORE_MODEL_SETS), and a sentence for each configured one it cannot offer."""
+    return configured_sets()
+
+
+def model_set() -> ModelSet:
+    """The model set this session uses: the one picked in the sidebar, else the bundled one."""
+    return find_set(st.session_state.get(MODEL_SET_KEY))
+
+
 def models_dir() -> Path:
-    """$LIVERCORE_MODELS, read at call time, else ``models/`` beside the package."""
-    return default_models_dir()
+    """The folder of this session's model set (the bundled one: $LIVERCORE_MODELS, read at call
+    time, else ``models/`` beside the package)."""
+    return model_set().folder
 
 
 def _stamp(folder: Path) -> tuple[tuple[str, int], ...]:
@@ -92,10 +105,11 @@ def _load_models(folder: str, stamp: tuple[tuple[str, int], ...]) -> tuple[dict[
     return models, refused
 
 
-def model_cards() -> dict[str, dict[str, Any]]:
-    """The model cards (``<name>.json`` beside ``<name>.pt``), read without loading torch;
-    models without a JSON card fall back to the card inside the weights file."""
-    folder = models_dir()
+def model_cards(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The model cards of a model folder (default this session's), ``<name>.json`` beside
+    ``<name>.pt``, read without loading torch; models without a JSON card fall back to the card
+    inside the weights file."""
+    folder = folder or models_dir()
     cards: dict[str, dict[str, Any]] = {}
     for name in MODEL_NAMES:
         if not (folder / f"{name}.pt").exists():
@@ -103,7 +117,7 @@ def model_cards() -> dict[str, dict[str, Any]]:
         try:
             cards[name] = json.loads((folder / f"{name}.json").read_text())
         except (OSError, ValueError):
-            model = get_models().get(name)
+            model = _load_models(str(folder), _stamp(folder))[0].get(name)
             cards[name] = dict(model.card) if model else {}
     return cards
 
@@ -136,6 +150,21 @@ def analyse(crops: np.ndarray, cam_method: str | None, cam_target: str | None, k
 
     del key  # only part of the cache key
     return analyse_crops(crops, get_models(), cam_method=cam_method, cam_target=cam_target)
+
+
+def with_image_checks(
+    analysis: Analysis, case: ReviewCase, marks: Marks, measurements: Measurements | None = None
+) -> Analysis:
+    """The analysis with the image checks of a case in HU (livercore.ood.check_images: liver and
+    aorta attenuation, noise, a box on air) added to each model's out-of-distribution result;
+    from the page's `measurements` when it made them. Screen captures hold no HU: unchanged."""
+    if not case.is_hu:
+        return analysis
+    from livercore.ood import check_images
+
+    aorta = marks.aorta or None
+    findings = check_images(case.images, marks.boxes, case.spacing_mm, measurements=measurements, aorta=aorta)
+    return analysis.with_findings(findings)
 
 
 def open_teaching_case(case_id: str) -> ReviewCase:

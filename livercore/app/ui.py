@@ -26,13 +26,17 @@ CROP_ZOOM = 3  # the 70 x 70 crops are shown at 210 x 210, nearest neighbour
 # Model-card rows; "{data}" is what the model was measured on (model_cards_table fills it in).
 CARD_FIELDS = {
     "phases": "phases",
+    "categories": "categories it knows",
     "trained_on": "trained on",
+    "training_mix": "training image sets per category",
     "tested_on": "tested on",
     "date": "trained (UTC)",
     "device": "device",
     "train_accuracy": "this model: training accuracy, {data}",
     "test_accuracy": "this model: test accuracy, {data}",
     "test_auc_clinical": "this model: test AUC (A-B vs C-E), {data}",
+    "calibration": "calibration (temperature; ECE before -> after, on validation)",
+    "ood": "unlike the training data beyond (feature distances)",
     "code_version": "code version",
 }
 # The paper's rows (paper.md: Table 1, Table 2; five training sessions per model).
@@ -86,7 +90,27 @@ def require_router() -> None:
 
 def _cell(key: str, value: Any) -> str:
     if value is None:
-        return "—"
+        return {"categories": "all five", "calibration": "none (the network's own probabilities)"}.get(
+            key, "—"
+        )
+    if key == "training_mix" and isinstance(value, dict):
+        return " · ".join(f"{c} {n}" for c, n in value.items())
+    if key == "calibration" and isinstance(value, dict):
+        if not value.get("fitted_on"):
+            return "none (the network's own probabilities)"
+        return (
+            f"T = {value['temperature']:.2f}; ECE {value['ece_before']:.3f} -> {value['ece_after']:.3f} "
+            f"({value['fitted_on']})"
+        )
+    if key == "ood" and isinstance(value, dict):
+        spaces = value.get("spaces", {})
+        limits = ", ".join(f"{k} {v['threshold']:.1f}" for k, v in spaces.items() if v.get("threshold"))
+        rate = value.get("in_distribution_rate")
+        return (
+            f"{limits} (let {rate * 100:.0f} % of {value.get('threshold_on')} through)"
+            if limits and rate
+            else "not checked (no statistics in the file)"
+        )
     if key == "date" and isinstance(value, str):
         return value[:16].replace("T", " ")
     if isinstance(value, float):
@@ -110,9 +134,32 @@ def model_cards_table(cards: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     columns = {}
     for name, card in cards.items():
         column = {label.format(data=data): _cell(key, card.get(key)) for key, label in CARD_FIELDS.items()}
+        if "ood" not in card:
+            column[CARD_FIELDS["ood"]] = "not checked (no statistics in the file)"
         column |= {PAPER_ROWS.get(k, k): v for k, v in reference.loc[name].items()}
         columns[PHASE_MODELS[name].label] = column
     return pd.DataFrame(columns)
+
+
+def model_set_picker() -> None:
+    """In the sidebar, when the server offers more than one model set (livercore.model_sets):
+    which one this session's pages use. Stored under state.MODEL_SET_KEY."""
+    from livercore.app import state
+
+    sets, _ = state.model_sets()
+    if len(sets) < 2:
+        return
+    keys = [s.key for s in sets]
+    if st.session_state.get(state.MODEL_SET_KEY) not in keys:
+        st.session_state[state.MODEL_SET_KEY] = keys[0]
+    st.sidebar.selectbox(
+        "Models",
+        keys,
+        format_func=lambda k: next(s.label for s in sets if s.key == k),
+        key=state.MODEL_SET_KEY,
+        help="The model sets this server is configured with (LIVERCORE_MODEL_SETS); the home page "
+        "shows each one's cards.",
+    )
 
 
 METADATA_LABELS = {
@@ -152,10 +199,14 @@ def no_models_message(refused: Sequence[str] = ()) -> None:
     refused_models_message(refused)
 
 
-def refused_models_message(refused: Sequence[str]) -> None:
-    """One warning per model file that this livercore cannot use, with its reason."""
+def refused_models_message(refused: Sequence[str], models: Mapping[str, Any] | None = None) -> None:
+    """One warning per model file that this livercore cannot use, with its reason; a caption per
+    note of a loaded model (what its file lacks: a temperature, OOD statistics)."""
     for sentence in refused:
         st.warning(f"Model not loaded: {sentence}", icon=":material/block:")
+    for model in (models or {}).values():
+        for note in model.notes:
+            st.caption(f":material/info: {note}")
 
 
 def crops_row(crops: np.ndarray, *, caption: str = "network input") -> None:
@@ -228,15 +279,40 @@ CONTRIBUTION_CAPTION = (
 )
 
 
+def ood_notice(result: ModelResult, *, model_label: bool = False) -> None:
+    """The "unlike the training data" notice of a flagged model, its reasons as a list."""
+    assert result.ood is not None
+    who = f"{PHASE_MODELS[result.name].label} model: " if model_label else ""
+    reasons = "\n".join(f"- {r[:1].upper()}{r[1:]}" for r in result.ood.reasons)
+    st.warning(
+        f"**{who}Unlike the training data.** The prediction rests on images unlike those this model "
+        f"learnt from:\n{reasons}",
+        icon=":material/report:",
+    )
+
+
 def probability_headline(result: ModelResult) -> None:
+    """The model's top category, labelled as made on images unlike its training data when its
+    out-of-distribution check fired (the notice with the reasons above it)."""
     top = result.predicted
     p = float(result.probabilities[top.output_index]) * 100
+    if result.unlike_training:
+        ood_notice(result)
+    label = "Prediction on images unlike the training data" if result.unlike_training else "top category"
     st.markdown(
-        f"**{PHASE_MODELS[result.name].label} model:** top category "
-        f"**{top.value} — {top.info.name}** ({p:.0f} %), clinical score {top.info.clinical_score} "
+        f"**{PHASE_MODELS[result.name].label} model:** {label}: "
+        f"**{top.value} — {top.info.name}** ({p:.0f} %, calibrated), clinical score {top.info.clinical_score} "
         f"({'malignant' if top.info.clinical_score == 4 else 'not malignant'} in the paper's ROC analysis)."
     )
     st.caption(top.info.description)
+    if tuple(result.categories) != tuple(CATEGORIES):
+        st.caption(
+            "This model knows only categories "
+            + ", ".join(c.value for c in result.categories)
+            + ": its training cohort had no "
+            + ", ".join(c.value for c in CATEGORIES if c not in result.categories)
+            + "."
+        )
 
 
 def review_link(case_id: str, label: str = "Open on the Review page") -> None:
