@@ -17,6 +17,7 @@ page = st.navigation(
             "pages/library.py", title="Teaching library", icon=":material/menu_book:", url_path="library"
         ),
         st.Page("pages/quiz.py", title="Quiz", icon=":material/quiz:", url_path="quiz"),
+        st.Page("pages/progress.py", title="Progress", icon=":material/insights:", url_path="progress"),
         st.Page(
             "pages/builder.py", title="Cohort builder", icon=":material/library_add:", url_path="builder"
         ),

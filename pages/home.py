@@ -31,8 +31,9 @@ st.markdown(
 st.subheader("Where to start")
 st.markdown(
     "**Residents:** start in the **Teaching library** (every category and subtype, phase by phase, with "
-    "its findings), then test yourself in the **Quiz**. Open **Review a lesion** to see what the network "
-    "makes of a case, and **Study results** for how the models did against the paper."
+    "its findings), then test yourself in the **Quiz** (findings first, then the category; cases you miss "
+    "come back sooner) and follow your **Progress** over the weeks. Open **Review a lesion** to see what "
+    "the network makes of a case, and **Study results** for how the models did against the paper."
 )
 STARTS = (
     (
@@ -46,8 +47,16 @@ STARTS = (
         "pages/quiz.py",
         "Quiz",
         ":material/quiz:",
-        "Which category is this lesion? Answer, then see the criteria, the findings and what the "
-        "network said; the categories you miss come back more often.",
+        "Mark the findings of each phase, then the category and how sure you are, or step through the "
+        "phases; then the truth, the criteria and what the network said. Your answers are kept, and cases "
+        "come back by spaced repetition.",
+    ),
+    (
+        "pages/progress.py",
+        "Progress",
+        ":material/insights:",
+        "Your accuracy per category and per finding over time, how sure you were, your streak, and when "
+        "each case comes back; educators see the group's weak points.",
     ),
     (
         "pages/review.py",

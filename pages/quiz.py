@@ -1,24 +1,36 @@
-"""Quiz: which category is this lesion? Feedback with the criteria, the findings and the model's view."""
+"""Quiz: mark the findings per phase, then the category and how sure you are; or step through
+the phases. The reveal: truth, criteria, findings, your features graded, the model's view. Kept
+per learner in the store, with spaced repetition (FSRS) deciding what comes back when."""
 
 from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
 
 import streamlit as st
 
 from livercore.app import figures, inputs, quiz, state, ui
 from livercore.errors import InputError
-from livercore.teaching import catalogue, views
+from livercore.teaching import catalogue, features, progress, record, schedule, views
+from livercore.teaching.catalogue import TeachingCase
 from livercore.vocab import CATEGORIES, PHASE_MODELS, PHASES, Category
 
-SCORE, RNG, CURRENT, FEEDBACK = "quiz_score", "quiz_rng", "quiz_current", "quiz_feedback"
+SCORE, RNG, CURRENT, FEEDBACK, STEPS = "quiz_score", "quiz_rng", "quiz_current", "quiz_feedback", "quiz_steps"
+STARTED = "quiz_started"
 CAM_OPACITY = 0.45
+MODES = {"features": "Findings first, then the category", "stepwise": "Step through the phases"}
 
 ui.require_router()
 st.title("Quiz: which category?")
 st.caption(
-    "A lesion from the teaching library, centred in the view. Pick its category, then compare your "
-    "reading with the reference standard, the imaging criteria and the network that sees the same phases. "
-    "Categories you miss come back more often."
+    "A lesion from the teaching library, centred in the view. Mark what you see in each phase, then the "
+    "category and how sure you are; or step through the phases as the paper's models do, naming the "
+    "category after each. Then compare your reading with the reference standard and the network."
 )
+
+who = ui.sign_in()
+lid = state.learner_id(who) if who else None
+engine = state.learner_engine() if lid is not None else None
 
 entries = catalogue.library_cases() + (catalogue.site_cases() if catalogue.site_cases_dir() else [])
 if not entries:
@@ -27,6 +39,15 @@ if not entries:
 score: quiz.QuizScore = st.session_state.setdefault(SCORE, quiz.QuizScore())
 rng = st.session_state.setdefault(RNG, quiz.new_rng())
 
+c1, c2 = st.columns([1, 1])
+mode = c1.radio("How to answer", list(MODES), format_func=MODES.__getitem__, horizontal=True, key="quiz_mode")
+phase_set = (
+    c2.selectbox(
+        "Phases shown", list(quiz.PHASE_SETS), format_func=quiz.PHASE_SETS.__getitem__, key="quiz_phases"
+    )
+    if mode == "features"
+    else "triphasic"
+)
 categories = st.pills(
     "Categories to practise",
     CATEGORIES,
@@ -35,47 +56,75 @@ categories = st.pills(
     format_func=lambda c: f"{c.value} {c.info.name}",
     key="quiz_categories",
 ) or list(CATEGORIES)
-phase_set = st.columns(3)[0].selectbox(
-    "Phases shown", list(quiz.PHASE_SETS), format_func=quiz.PHASE_SETS.__getitem__, key="quiz_phases"
-)
+pool = [e for e in entries if e.category in categories] or entries
 
 
 def next_case(exclude: str | None = None) -> None:
-    entry = quiz.draw_case(
-        entries, st.session_state[SCORE], st.session_state[RNG], categories=categories, exclude=exclude
-    )
-    st.session_state[CURRENT] = entry.case_id
+    """Choose the next question: the learner's due cards and new cases (FSRS), or, without a
+    learner, the session's own weighting of missed categories."""
+    if lid is not None and engine is not None:
+        history = record.history(engine, lid)
+        truth = {e.case_id: features.case_truth(e) for e in pool}
+        entry, why = schedule.next_case(
+            pool, history, st.session_state[RNG], case_features=truth, exclude=exclude
+        )
+    else:
+        entry, why = (
+            quiz.draw_case(pool, st.session_state[SCORE], st.session_state[RNG], exclude=exclude),
+            "new",
+        )
+    st.session_state[CURRENT] = (entry.case_id, why)
     st.session_state[FEEDBACK] = None
+    st.session_state[STEPS] = {}
+    st.session_state[STARTED] = time.monotonic()
 
 
-current = next((e for e in entries if e.case_id == st.session_state.get(CURRENT)), None)
-if current is None or current.category not in categories:
-    next_case(current.case_id if current else None)
-    current = next(e for e in entries if e.case_id == st.session_state[CURRENT])
+held = st.session_state.get(CURRENT)
+current = next((e for e in pool if held and e.case_id == held[0]), None)
+if current is None:
+    next_case(held[0] if held else None)
+    current = next(e for e in pool if e.case_id == st.session_state[CURRENT][0])
+question: TeachingCase = current  # the case asked (narrowed for the submit callback below)
+why = st.session_state[CURRENT][1]
 
-s1, s2 = st.columns([1, 3])
-s1.metric(
-    "Score this session",
-    f"{score.correct}/{score.asked}" + (f" ({score.percent:.0f} %)" if score.asked else ""),
-)
-missed = quiz.most_missed(score)
-s2.markdown(
-    "**Missed most**: "
-    + (
-        ", ".join(f"{r.category.value} {r.category.info.name} ({r.missed} of {r.asked})" for r in missed)
-        if missed
-        else "nothing yet."
+s1, s2, s3 = st.columns([1, 1, 2])
+if lid is not None and engine is not None:
+    history = record.history(engine, lid)
+    due = schedule.due_now(history, datetime.now(UTC))
+    s1.metric("Due for review now", len(due))
+    s2.metric("Answers kept", record.count_attempts(engine, lid))
+    ui.page_link(
+        "pages/progress.py", "Your progress and when each case comes back", ":material/insights:", where=s3
     )
-)
+else:
+    s1.metric(
+        "Score this session",
+        f"{score.correct}/{score.asked}" + (f" ({score.percent:.0f} %)" if score.asked else ""),
+    )
+    missed = quiz.most_missed(score)
+    s3.markdown(
+        "**Missed most**: "
+        + (
+            ", ".join(f"{r.category.value} {r.category.info.name} ({r.missed} of {r.asked})" for r in missed)
+            if missed
+            else "nothing yet."
+        )
+    )
 
 try:
     case = state.open_teaching_case(current.case_id)
 except InputError as err:
     st.error(str(err), icon=":material/error:")
     st.stop()
-shown = quiz.shown_phases(phase_set)
-number = score.asked + (0 if st.session_state.get(FEEDBACK) else 1)
-st.markdown(f"#### Question {number} · lesion {current.diameter_mm:.0f} mm")
+
+feedback: quiz.Feedback | None = st.session_state.get(FEEDBACK)
+steps: dict[str, str] = st.session_state.setdefault(STEPS, {})
+# Stepwise: the phases revealed so far (unenhanced, then arterial, then delayed); all at the reveal.
+shown = PHASES[: len(steps) + 1] if mode == "stepwise" and feedback is None else quiz.shown_phases(phase_set)
+reason = {"due": "a case due for review", "new": "a new case", "early": "reviewed early"}[why]
+st.markdown(
+    f"#### Question {score.asked + (0 if feedback else 1)} · {reason} · lesion {current.diameter_mm:.0f} mm"
+)
 for column, phase in zip(st.columns(3), PHASES, strict=True):
     if phase in shown:
         w = phase.window
@@ -85,31 +134,106 @@ for column, phase in zip(st.columns(3), PHASES, strict=True):
             width="stretch",
         )
     else:
-        column.caption(f"{phase.value}: not shown in this quiz")
+        column.caption(
+            f"{phase.value}: not shown yet"
+            if mode == "stepwise"
+            else f"{phase.value}: not shown in this quiz"
+        )
 
-feedback: quiz.Feedback | None = st.session_state.get(FEEDBACK)
+truth = features.case_truth(current)
+asked = features.features_of(shown) if mode == "features" else []
+
+
+def submit(answer: Category, confidence: int, marked: list[str], note: str) -> None:
+    """Grade the answer, keep it (the learner's store, else the session) and show the reveal."""
+    attempt = record.AttemptInput(
+        case_id=question.case_id,
+        mode=mode,
+        phase_set=phase_set,
+        answer=answer,
+        truth=question.category,
+        confidence=confidence,
+        features_marked=marked,
+        features_truth=truth,
+        features_asked=[f.key for f in asked],
+        steps=dict(steps),
+        note=note,
+        seconds=round(time.monotonic() - st.session_state.get(STARTED, time.monotonic()), 1),
+    )
+    due = None
+    if lid is not None and engine is not None:
+        due = record.record(engine, lid, attempt).due
+    st.session_state[FEEDBACK] = quiz.grade(
+        question, answer, due=due, marks=features.grade(asked, marked, truth), steps=dict(steps)
+    )
+    st.session_state[SCORE] = score.record(
+        quiz.Answer(question.case_id, question.category, answer, phase_set)
+    )
+
+
 if feedback is None:
-    with st.form(f"quiz_form_{current.case_id}_{score.asked}", border=False):
+    last_step = mode == "features" or len(steps) == len(PHASES) - 1
+    with st.form(f"quiz_form_{current.case_id}_{score.asked}_{len(steps)}", border=False):
+        marked: list[str] = []
+        if asked:
+            st.markdown("**What do you see?** Tick each finding present (leave the rest).")
+            for column, phase in zip(st.columns(3), PHASES, strict=True):
+                mine = [f for f in asked if f.phase is phase]
+                if phase in shown and mine:
+                    column.caption(f"{phase.value} phase")
+                    marked += [
+                        f.key
+                        for f in mine
+                        if column.checkbox(f.label, key=f"quiz_feature_{f.key}_{score.asked}", help=f.hint)
+                    ]
+        label = (
+            f"After the {shown[-1].value} phase, the likely category"
+            if mode == "stepwise"
+            else "The category"
+        )
         answer = st.radio(
-            "Your answer",
+            label,
             CATEGORIES,
             index=None,
             horizontal=True,
             format_func=lambda c: f"{c.value} {c.info.name}",
-            key=f"quiz_answer_{score.asked}",
+            key=f"quiz_answer_{score.asked}_{len(steps)}",
         )
-        submitted = st.form_submit_button("Check my answer", type="primary")
+        confidence = (
+            st.radio(
+                "How sure are you?",
+                list(progress.CONFIDENCE_WORDS),
+                index=1,
+                horizontal=True,
+                format_func=progress.CONFIDENCE_WORDS.__getitem__,
+                key=f"quiz_confidence_{score.asked}",
+            )
+            if last_step
+            else 2
+        )
+        note = (
+            st.text_input("A note for yourself (optional, only you see it)", key=f"quiz_note_{score.asked}")
+            if last_step and lid is not None
+            else ""
+        )
+        submitted = st.form_submit_button(
+            "Check my answer" if last_step else "Show the next phase", type="primary"
+        )
     if submitted and answer is None:
         st.warning("Choose a category first.")
     elif submitted and answer is not None:
-        st.session_state[FEEDBACK] = quiz.grade(current, answer)
-        st.session_state[SCORE] = score.record(
-            quiz.Answer(current.case_id, current.category, Category(answer), phase_set)
-        )
+        if mode == "stepwise":
+            steps[shown[-1].value] = Category(answer).value
+        if last_step:
+            submit(Category(answer), int(confidence), marked, note or "")
         st.rerun()
     st.stop()
 
 (st.success if feedback.correct else st.error)(feedback.headline)
+if feedback.due is not None:
+    st.caption(
+        f":material/event_repeat: This case comes back {progress.when_text(feedback.due, datetime.now(UTC))}."
+    )
 left, right = st.columns(2)
 with left:
     st.markdown(f"**The answer, {feedback.truth.value} {feedback.truth.info.name}**: {feedback.criteria}.")
@@ -117,7 +241,13 @@ with left:
         st.markdown(
             f"**Your answer, {feedback.answer.value} {feedback.answer.info.name}**: {feedback.chosen_criteria}."
         )
-    st.markdown("**This case**")
+    if feedback.steps:
+        st.markdown("**Phase by phase**: " + quiz.steps_sentence(feedback.steps, feedback.truth))
+    if feedback.marks:
+        right_count, offered = features.score(feedback.marks)
+        st.markdown(f"**Your findings**: {right_count} of {offered} right")
+        st.table(quiz.marks_table(feedback.marks))
+    st.markdown("**This case, phase by phase**")
     st.info(feedback.findings or "No findings were recorded for this case.", icon=":material/description:")
     if current.seen_in_training:
         st.caption("This case is from the training cohort: the shipped models were trained on it.")

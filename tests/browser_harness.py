@@ -188,12 +188,16 @@ def phantom_dicom(out: Path) -> tuple[list[Path], Any]:
 
 
 def write_untrained_models(folder: Path) -> Path:
-    """The five phase-models, untrained (seeded), with cards inside and beside the weights."""
+    """The five phase-models, untrained (seeded), with cards inside and beside the weights, and
+    the shipped study linked beside them (the results page shows the study of the models in
+    use; here a stand-in, so its pages can be driven)."""
     import torch
 
     from livercore.model import LiverNet, save_model
 
     folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "study").exists():
+        (folder / "study").symlink_to(ROOT / "models" / "study", target_is_directory=True)
     for i, (name, pm) in enumerate(PHASE_MODELS.items()):
         torch.manual_seed(i)
         card = {

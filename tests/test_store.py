@@ -27,7 +27,17 @@ from livercore.store.schema import Annotator, Base, Lesion, LesionPhase, Study
 from livercore.vocab import PHASES, Category, Phase
 
 POSTGRES_VARIABLE = "LIVERCORE_TEST_POSTGRES_URL"
-TABLES = {"settings", "annotators", "studies", "lesions", "lesion_phases", "alembic_version"}
+TABLES = {
+    "settings",
+    "annotators",
+    "studies",
+    "lesions",
+    "lesion_phases",
+    "learners",
+    "attempts",
+    "review_cards",
+    "alembic_version",
+}
 
 
 def _postgres_url() -> Iterator[str]:
@@ -79,7 +89,7 @@ def test_first_use_migrates_an_empty_database_to_the_schema(url: str) -> None:
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
         assert compare_metadata(context, Base.metadata) == []  # the migrations build what schema.py says
     store.upgrade(engine)  # again: nothing to do
     assert store.get_engine(url) is engine

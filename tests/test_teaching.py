@@ -19,7 +19,7 @@ from livercore import study_folder, study_tables
 from livercore.app import inputs, quiz, results
 from livercore.errors import InputError
 from livercore.paths import DEFAULT_MODELS_DIR
-from livercore.teaching import build, catalogue, findings, views
+from livercore.teaching import build, catalogue, features, findings, views
 from livercore.vocab import (
     CATEGORIES,
     DISCLAIMER,
@@ -636,9 +636,9 @@ def test_quiz_page_answer_feedback_score_and_next_case() -> None:
     assert not at.exception
     assert DISCLAIMER in [w.value for w in at.warning]
     assert len(at.get("image")) == 3
-    entry = next(e for e in catalogue.library_cases() if e.case_id == at.session_state["quiz_current"])
+    entry = next(e for e in catalogue.library_cases() if e.case_id == at.session_state["quiz_current"][0])
     wrong = next(c for c in CATEGORIES if c is not entry.category)
-    at.radio(key="quiz_answer_0").set_value(wrong)
+    at.radio(key="quiz_answer_0_0").set_value(wrong)
     next(b for b in at.button if b.label == "Check my answer").click().run()
     assert not at.exception
     assert any(e.value.startswith("Not quite") for e in at.error)
@@ -651,7 +651,7 @@ def test_quiz_page_answer_feedback_score_and_next_case() -> None:
     at.button(key="quiz_next").click().run()
     assert not at.exception
     assert at.session_state["quiz_feedback"] is None
-    assert at.session_state["quiz_current"] != entry.case_id
+    assert at.session_state["quiz_current"][0] != entry.case_id
     assert "Question 2" in all_text(at)
 
 
@@ -663,6 +663,7 @@ def test_quiz_page_single_phase_shows_only_that_phase() -> None:
     assert not at.exception
     assert len(at.get("image")) == 1
     hidden = [c.value for c in at.caption if "not shown in this quiz" in c.value]
+    assert not at.exception and len(at.checkbox) == len(features.features_of([Phase.ARTERIAL]))
     assert hidden == [
         f"{Phase.UNENHANCED.value}: not shown in this quiz",
         f"{Phase.DELAYED.value}: not shown in this quiz",

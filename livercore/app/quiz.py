@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
 from livercore.teaching.catalogue import TeachingCase
+from livercore.teaching.features import FeatureMark
 from livercore.vocab import CATEGORIES, PHASE_MODELS, SUBTYPE_LABELS, Category, Phase
 
 MISS_WEIGHT = 2.0  # each miss of a category adds this much to its weight (the base weight is 1)
@@ -127,10 +130,21 @@ class Feedback:
     criteria: str  # what defines the right category (Category.info.description)
     chosen_criteria: str  # what would have defined the chosen one (empty when correct)
     findings: str  # this case's findings
+    due: datetime | None = None  # when the learner's card of this case comes back (None: not kept)
+    marks: tuple[FeatureMark, ...] = ()  # the findings offered, marked or not, against the truth
+    steps: dict[str, str] = field(default_factory=dict)  # stepwise: phase value -> category value
 
 
-def grade(entry: TeachingCase, answer: Category | str) -> Feedback:
-    """Feedback on one answer: the right category, its imaging criteria, the case's findings."""
+def grade(
+    entry: TeachingCase,
+    answer: Category | str,
+    *,
+    due: datetime | None = None,
+    marks: Sequence[FeatureMark] = (),
+    steps: dict[str, str] | None = None,
+) -> Feedback:
+    """Feedback on one answer: the right category, its imaging criteria, the case's findings;
+    with the features graded (`marks`), the stepwise answers and the card's next due time."""
     answer = Category(answer)
     truth = entry.category
     correct = answer is truth
@@ -151,7 +165,39 @@ def grade(entry: TeachingCase, answer: Category | str) -> Feedback:
         criteria=truth.info.description,
         chosen_criteria="" if correct else answer.info.description,
         findings=entry.findings,
+        due=due,
+        marks=tuple(marks),
+        steps=dict(steps or {}),
     )
+
+
+def marks_table(marks: Sequence[FeatureMark]) -> pd.DataFrame:
+    """The reveal's table of findings: phase, finding, you, the case, verdict."""
+    return pd.DataFrame(
+        {
+            "phase": [m.feature.phase.value for m in marks],
+            "finding": [m.feature.label for m in marks],
+            "you": ["marked" if m.marked else "—" for m in marks],
+            "this case": ["present" if m.present else "absent" for m in marks],
+            "": [("right: " if m.right else "wrong: ") + m.verdict for m in marks],
+        }
+    ).set_index("phase")
+
+
+def steps_sentence(steps: dict[str, str], truth: Category) -> str:
+    """What the learner said after each phase, e.g. "after unenhanced C, after arterial A
+    (right), after delayed A (right)"; where the right answer first came, in the paper's terms."""
+    parts = [
+        f"after {phase} {Category(value).value}" + (" (right)" if Category(value) is truth else "")
+        for phase, value in steps.items()
+    ]
+    first = next((phase for phase, value in steps.items() if Category(value) is truth), None)
+    tail = (
+        f". You had it from the {first} phase on."
+        if first and all(Category(v) is truth for p, v in list(steps.items())[list(steps).index(first) :])
+        else "."
+    )
+    return ", ".join(parts) + tail
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,12 @@ from livercore.teaching import catalogue
 from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
 
 if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
+    from sqlalchemy import Engine
+
     from livercore.analysis import Analysis, LoadedModel
     from livercore.cohort_builder import BuilderStore, StudyFolder
     from livercore.dicom_study import ImagingStudy
+    from livercore.identity import Identity
 
 CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
 MARKS_KEY = "review_marks"  # its Marks
@@ -293,3 +296,59 @@ def builder_png(key: str, series: int, section: int, window: Window, _hu: np.nda
     study's key, the series and the section."""
     del key, series, section  # only the cache key
     return png_data_uri(display_u8(_hu, window))
+
+
+# --- the learner (pages/quiz.py, pages/progress.py): who, and their row in the store -----------
+
+DEMO_NAME_KEY = "learner_demo_name"  # the name typed in demo mode
+LEARNER_KEY = "learner_row"  # ((subject, name, role), row id) of this session's learner
+
+
+def login_configured() -> bool:
+    """Whether Streamlit's OIDC login is set up (an [auth] section in secrets.toml)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all: Streamlit raises its own not-found error
+        return False
+
+
+def current_learner() -> Identity | None:
+    """This session's learner (livercore.identity.resolve on st.user, the request headers and
+    the demo name), or None: nobody logged in, no proxy user, no demo name yet."""
+    from livercore import identity
+
+    user: dict[str, Any] | None = None
+    if login_configured():
+        user = {"is_logged_in": bool(st.user.is_logged_in)}
+        if user["is_logged_in"]:
+            user |= {k: st.user.get(k) for k in ("email", "sub", "name")}
+    return identity.resolve(
+        user=user, headers=dict(st.context.headers or {}), demo_name=st.session_state.get(DEMO_NAME_KEY)
+    )
+
+
+@st.cache_resource(show_spinner=False)
+def _store_engine(url: str) -> Engine:
+    from livercore import store
+
+    return store.get_engine(url)
+
+
+def learner_engine() -> Engine:
+    """The store shared by every session ($LIVERCORE_DATABASE_URL, else the default SQLite
+    file, created on first use)."""
+    from livercore.store import database_url
+
+    return _store_engine(database_url())
+
+
+def learner_id(who: Identity) -> int:
+    """The learner's row id (created on their first visit), cached for the session."""
+    from livercore.teaching import record
+
+    cached = st.session_state.get(LEARNER_KEY)
+    if cached and cached[0] == (who.subject, who.display_name, who.role):
+        return int(cached[1])
+    row = record.learner_id(learner_engine(), who)
+    st.session_state[LEARNER_KEY] = ((who.subject, who.display_name, who.role), row)
+    return row

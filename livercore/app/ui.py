@@ -21,6 +21,7 @@ from livercore.vocab import CAM_METHODS, CATEGORIES, DISCLAIMER, PHASE_MODELS, P
 
 if TYPE_CHECKING:
     from livercore.analysis import ModelResult
+    from livercore.identity import Identity
 
 CROP_ZOOM = 3  # the 70 x 70 crops are shown at 210 x 210, nearest neighbour
 # Model-card rows; "{data}" is what the model was measured on (model_cards_table fills it in).
@@ -316,14 +317,25 @@ def probability_headline(result: ModelResult) -> None:
 
 
 def review_link(case_id: str, label: str = "Open on the Review page") -> None:
-    """A link that opens `case_id` on the review page (``?case=<case_id>``): a page link inside
-    the app's router; a plain relative link when a page runs on its own (tests, previews)."""
+    """A link that opens `case_id` on the review page (``?case=<case_id>``)."""
+    page_link("pages/review.py", label, ":material/search:", query={"case": case_id})
+
+
+def page_link(
+    path: str, label: str, icon: str, *, query: dict[str, str] | None = None, where: Any = None
+) -> None:
+    """A page link inside the app's router; a plain relative link when a page runs on its own
+    (tests, previews), where Streamlit knows no other page."""
+    from urllib.parse import urlencode
+
     from streamlit.errors import StreamlitAPIException
 
+    target = where or st
     try:
-        st.page_link("pages/review.py", label=label, icon=":material/search:", query_params={"case": case_id})
+        target.page_link(path, label=label, icon=icon, query_params=query)
     except StreamlitAPIException:
-        st.markdown(f"[{label}](review?case={case_id})")
+        name = path.removeprefix("pages/").removesuffix(".py")
+        target.markdown(f"[{label}]({name}{'?' + urlencode(query) if query else ''})")
 
 
 @dataclass(frozen=True)
@@ -352,3 +364,34 @@ def cam_controls(columns: Sequence[Any], *, keys: tuple[str, str, str], top_labe
     )
     opacity = columns[2].slider("CAM opacity", 0.0, 1.0, 0.45, 0.05, key=opacity_key)
     return CamChoice(method, target, opacity)
+
+
+def sign_in() -> Identity | None:
+    """Draw who is learning (the login button, or the demo-mode name box) and return them
+    (livercore.identity; state.current_learner)."""
+    from livercore import identity
+    from livercore.app import state
+
+    if state.login_configured() and not st.user.is_logged_in:
+        st.info("Log in to keep your answers and see your progress.", icon=":material/login:")
+        st.button("Log in", on_click=st.login, key="learner_login")
+        return None
+    if identity.demo_mode(login_configured=state.login_configured()):
+        st.text_input(
+            "Your name (demo mode)",
+            key=state.DEMO_NAME_KEY,
+            max_chars=identity.NAME_LENGTH,
+            placeholder="e.g. Dr Tanaka",
+            help="No sign-in is configured on this server: your answers are kept under this name, and "
+            "anyone who types the same name shares its history.",
+        )
+    who = state.current_learner()
+    if who is None:
+        if identity.trusted_header() is not None:
+            st.warning("This server expects the hospital's proxy to say who you are, and it did not.")
+        else:
+            st.caption("Type a name to keep your answers and see your progress across visits.")
+        return None
+    role = " · educator" if who.is_educator else ""
+    st.caption(f":material/person: **{who.display_name}**{role} ({who.how})")
+    return who

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -151,3 +152,79 @@ class LesionPhase(Base):
     source: Mapped[str] = mapped_column(String(16))  # clicked, propagated, refined or corrected
 
     lesion: Mapped[Lesion] = relationship(back_populates="phases")
+
+
+# --- the teaching platform (revision 0002): learners, their attempts and review cards ----------
+
+LEARNER_SOURCES = ("oidc", "proxy", "demo")  # how the learner was identified (livercore.identity)
+ROLES = ("resident", "educator")
+QUIZ_MODES = ("features", "stepwise")  # features first, then the category; phase by phase
+SUBJECT_LENGTH = 200
+
+
+class Learner(Base):
+    """A person learning: the identity the app was given (an OIDC subject or e-mail, a trusted
+    proxy's user header, or a demo-mode display name, prefixed by its source) and the name shown.
+    Staff, not patients: no patient identifier is ever stored with them."""
+
+    __tablename__ = "learners"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", LEARNER_SOURCES), name="source"),
+        CheckConstraint(_one_of("role", ROLES), name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(SUBJECT_LENGTH), unique=True)  # "<source>:<identity>"
+    display_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    source: Mapped[str] = mapped_column(String(8))
+    role: Mapped[str] = mapped_column(String(16), default="resident")  # as configured at the last visit
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Attempt(Base):
+    """One answer to one quiz case: the findings marked per phase, the category and how sure
+    the learner was, graded against the case's ground truth. `client_key` makes a write
+    idempotent: a rerun that sends the same answer again does not count it twice."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        CheckConstraint(_one_of("mode", QUIZ_MODES), name="mode"),
+        CheckConstraint(_one_of("answer", CATEGORY_VALUES), name="answer"),
+        CheckConstraint(_one_of("truth", CATEGORY_VALUES), name="truth"),
+        CheckConstraint("confidence BETWEEN 1 AND 3", name="confidence"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_key: Mapped[str] = mapped_column(String(40), unique=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(String(64))  # a teaching case's id, never a patient's
+    mode: Mapped[str] = mapped_column(String(16))
+    phase_set: Mapped[str] = mapped_column(String(16))  # the phases shown (a PHASE_MODELS name)
+    answer: Mapped[str] = mapped_column(String(1))
+    truth: Mapped[str] = mapped_column(String(1))
+    correct: Mapped[bool] = mapped_column(Boolean)
+    confidence: Mapped[int] = mapped_column(Integer)  # 1 unsure, 2 fairly sure, 3 sure
+    features_marked: Mapped[str] = mapped_column(Text, default="")  # feature keys, comma-separated
+    features_truth: Mapped[str] = mapped_column(Text, default="")  # the case's, at the time
+    features_asked: Mapped[str] = mapped_column(Text, default="")  # the features offered
+    steps: Mapped[str] = mapped_column(Text, default="")  # stepwise: "U:C,A:A,D:A" (phase: answer)
+    note: Mapped[str] = mapped_column(Text, default="")  # the learner's own free text: theirs only
+    seconds: Mapped[float | None] = mapped_column(Float)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
+
+
+class ReviewCard(Base):
+    """A learner's spaced-repetition card of one case (FSRS, the `fsrs` package): its state as
+    the package's JSON, and when it is due again."""
+
+    __tablename__ = "review_cards"
+    __table_args__ = (UniqueConstraint("learner_id", "case_id", name="uq_review_cards_learner_case"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    fsrs_card: Mapped[str] = mapped_column(Text)  # fsrs.Card.to_json()
+    due: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reviews: Mapped[int] = mapped_column(Integer, default=0)
+    lapses: Mapped[int] = mapped_column(Integer, default=0)  # wrong answers
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
