@@ -240,6 +240,9 @@ def test_progress_tables_and_streaks() -> None:
     assert progress.streaks(frame, NOW.date()) == (4, 2)
     assert progress.streaks(frame, (NOW + timedelta(days=2)).date()) == (0, 2)
     assert progress.when_text(NOW + timedelta(days=3, hours=1), NOW) == "in 3 days"
+    over_time = {t.name: list(t.y) for t in progress.features_over_time(frame).data}
+    assert over_time["centripetal fill-in"] == [0.0, 0.0]  # missed twice
+    assert over_time["washout"] == [100.0]  # marked when present (offered once)
 
 
 def test_the_group_summary_has_no_notes_and_counts_learners() -> None:

@@ -138,13 +138,44 @@ def accuracy_over_time(attempts: pd.DataFrame, *, window: int = 5) -> go.Figure:
                 )
             )
     fig.update_layout(
-        height=320,
+        height=420,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis={"title": "answer number"},
+        xaxis={"title": "answer number", "tickformat": "d", "rangemode": "tozero"},
         yaxis={"title": "right (%)", "range": [-5, 105]},
-        legend={"orientation": "h", "y": -0.3},
+        legend={"orientation": "h", "y": -0.35, "yanchor": "top", "font": {"size": 11}},
     )
     return fig
+
+
+def features_over_time(attempts: pd.DataFrame) -> go.Figure:
+    """Per finding, the share of right decisions (marked when present, left out when absent)
+    so far, over the learner's answers that offered it."""
+    fig = go.Figure()
+    rows = feature_rows(attempts)
+    if not rows.empty:
+        number = {t: i + 1 for i, t in enumerate(attempts["answered_at"])}
+        for key, g in rows.groupby("feature", sort=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=[number.get(t) for t in g["answered_at"]],
+                    y=g["right"].astype(float).expanding().mean() * 100,
+                    mode="lines+markers",
+                    name=BY_KEY[str(key)].label if key in BY_KEY else str(key),
+                )
+            )
+    fig.update_layout(
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "answer number", "tickformat": "d", "rangemode": "tozero"},
+        yaxis={"title": "right so far (%)", "range": [-5, 105]},
+        legend={"orientation": "h", "y": -0.35, "yanchor": "top", "font": {"size": 11}},
+    )
+    return fig
+
+
+def as_percent(table: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
+    """The table with `column` (a share 0-1) written as a percentage, for display."""
+    return table.assign(**{column: [f"{v * 100:.0f} %" for v in table[column]]})
 
 
 def bars(table: pd.DataFrame, label: str, *, height: int = 280) -> go.Figure:
