@@ -147,8 +147,24 @@ def session(engine: Engine) -> Iterator[Session]:
     """One unit of work: a session in one transaction, committed on leaving the block, rolled
     back on an exception. Objects stay readable after it (expire_on_commit off)."""
     factory = sessionmaker(engine, expire_on_commit=False)
-    with factory.begin() as s:
+    if engine.dialect.name != "sqlite":
+        with factory.begin() as s:
+            yield s
+        return
+    # SQLite has one writer at a time and every transaction here takes the write lock at its
+    # start: the threads of one process queue on a lock of their own instead of polling the
+    # file's lock with SQLite's backoff (up to 100 ms a try), which made the slowest writes of
+    # twenty learners in two processes wait seconds (benchmarks/bench_learners.py).
+    with _sqlite_writers(engine), factory.begin() as s:
         yield s
+
+
+_writer_locks: dict[int, threading.RLock] = {}
+
+
+def _sqlite_writers(engine: Engine) -> threading.RLock:
+    with _lock:
+        return _writer_locks.setdefault(id(engine), threading.RLock())
 
 
 def setting(engine: Engine, key: str, default: str | None = None) -> str | None:
