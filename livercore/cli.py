@@ -166,7 +166,12 @@ def _study_run(args: argparse.Namespace) -> int:
         data_note=note,
         test_note=f"{args.test} (seed {args.seed}): {len(test)} cases",
         config=config,
+        parallel=args.parallel,
     )
+    from livercore.distributed import Ranks
+
+    if Ranks.from_environment().rank != 0:  # under torchrun: rank 0 audits and reports
+        return 0
     if args.audit and not _is_cohort(args.train):
         from livercore.phantom import cirrhosis_flags
 
@@ -442,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--audit", action="store_true", help="also run the shortcut audit (lesions painted over)"
     )
     run.add_argument("--out", required=True)
+    run.add_argument(
+        "--parallel",
+        choices=("auto", "sessions", "ddp"),
+        default="auto",
+        help="under torchrun: each rank its own sessions, or every session data-parallel over the "
+        "ranks (auto: ddp from 20,000 training image sets, or with fewer sessions than ranks)",
+    )
     run.set_defaults(func=_study_run)
     rep = study.add_parser("report", help="Tables 2 and 3 and the AUCs beside the paper's")
     rep.add_argument("dir")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,12 @@ class Dataset:
     meta: pd.DataFrame
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        np.savez_compressed(path, x=self.x, y=self.y, meta=self.meta[META_COLUMNS].to_numpy(dtype=str))
+        """Write the arrays under a temporary name, then rename: several ranks of a distributed
+        study caching the same cohort at once leave one whole file, never a torn one."""
+        target = Path(path)
+        partial = target.with_name(f".{target.stem}.{os.getpid()}.partial.npz")
+        np.savez_compressed(partial, x=self.x, y=self.y, meta=self.meta[META_COLUMNS].to_numpy(dtype=str))
+        partial.replace(target)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Dataset:

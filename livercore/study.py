@@ -107,95 +107,172 @@ def run_study(
     data_note: str = "",
     test_note: str = "",
     validation: Dataset | None = None,
+    parallel: str = "auto",
 ) -> dict[str, Any]:
-    """Train every model x session, predict the test and training cohorts, write everything."""
+    """Train every model x session, predict the test and training cohorts, write everything.
+
+    Under torchrun (livercore.distributed) each rank trains its share of the sessions still to
+    do, and rank 0 merges them once all are done: the study folder is the one a single process
+    writes with the same seeds. Each finished session is written to `sessions/` at once, so a
+    stopped or crashed run resumes where it was.
+
+    `parallel` chooses how the ranks share the work (distributed.choose_mode): "sessions" (each
+    rank its own sessions), "ddp" (the ranks train each session together with
+    DistributedDataParallel, rank 0 writing), or "auto": ddp for a cohort of
+    distributed.DDP_MIN_IMAGE_SETS image sets or more, or when fewer sessions remain than ranks."""
     import torch
 
+    from livercore import distributed
     from livercore.model import predict_proba, save_model, select_channels
     from livercore.train import choose_device, train_model
 
     out = Path(out_dir)
+    ranks = distributed.Ranks.from_environment()
     (out / "weights").mkdir(parents=True, exist_ok=True)
     (out / "cards").mkdir(exist_ok=True)
+    (out / SESSIONS_DIR).mkdir(exist_ok=True)
     config = config or study_config()
     dev = choose_device(device)
-    preds: dict[str, list[pd.DataFrame]] = {"test": [], "train": []}
-    for split in preds:
-        path = out / f"predictions_{split}.csv"
-        if path.exists():
-            preds[split].append(pd.read_csv(path))
-    done = (
-        {
-            (m, int(s))
-            for m, s in preds["test"][0][["model", "session"]].drop_duplicates().itertuples(index=False)
-        }
-        if preds["test"]
-        else set()
-    )
-    for name in models:
+    if ranks.distributed and dev.type == "cuda":
+        dev = torch.device("cuda", ranks.local_rank)
+    distributed.start(ranks, str(dev))
+    done = finished_sessions(out)
+    jobs = [
+        (name, session)
+        for name in models
+        for session in range(1, sessions + 1)
+        if (name, session) not in done
+    ]
+    mode = distributed.choose_mode(parallel, ranks, n_images=len(train), jobs=len(jobs))
+    mine = jobs if mode == "ddp" else ranks.share(jobs)
+    writer = mode != "ddp" or ranks.rank == 0  # under ddp every rank holds the same weights: one writes
+    if progress and ranks.rank == 0 and ranks.distributed:
+        print(f"{ranks.label}{len(jobs)} sessions to train, {mode} over {ranks.world} ranks", flush=True)
+    for name, session in mine:
         pm = PHASE_MODELS[name]
-        for session in range(1, sessions + 1):
-            if (name, session) in done:
-                continue
-            seed = 1000 * session + MODEL_NAMES.index(name)
-            kwargs: dict[str, Any] = {}
-            if validation is not None:
-                kwargs.update(x_val=validation.x, y_val=validation.y)
-            result = train_model(
-                train.x,
-                train.y,
-                phase_model=pm,
-                config=config,
-                seed=seed,
-                device=dev,
-                progress=progress,
-                **kwargs,
+        seed = 1000 * session + MODEL_NAMES.index(name)
+        kwargs: dict[str, Any] = {}
+        if validation is not None:
+            kwargs.update(x_val=validation.x, y_val=validation.y)
+        result = train_model(
+            train.x,
+            train.y,
+            phase_model=pm,
+            config=config,
+            seed=seed,
+            device=dev,
+            progress=progress and not ranks.distributed,  # ranks print one line a session, not bars
+            data_parallel=mode == "ddp",
+            **kwargs,
+        )
+        if not writer:
+            continue
+        result.model.know_only([CATEGORIES[k].value for k in np.unique(train.y)])
+        p_test = predict_proba(result.model, select_channels(test.x, pm))
+        p_train = predict_proba(result.model, select_channels(train.x, pm))
+        f_test = predictions_frame(name, session, test, p_test)
+        f_train = predictions_frame(name, session, train, p_train)
+        metrics = evaluate.session_metrics(f_test)
+        card = {
+            "model": name,
+            "phases": [p.value for p in pm.phases],
+            "session": session,
+            "seed": seed,
+            "trained_on": data_note or f"{len(train)} image sets",
+            "categories": [c.value for c in result.model.known_categories],
+            "training_mix": training_mix(train.y),
+            "tested_on": test_note or f"{len(test)} cases",
+            "config": asdict(config),
+            "net": asdict(result.model.config),
+            "code_version": code_version(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "device": str(result.device),
+            "device_name": torch.cuda.get_device_name(result.device)
+            if str(result.device).startswith("cuda")
+            else platform.processor() or platform.machine(),
+            "training_seconds": round(float(result.seconds), 1),
+            "images_per_second": round(float(result.images_per_s), 1),
+            "test_accuracy": metrics["accuracy"],
+            "train_accuracy": evaluate.accuracy_score(f_train),
+            "test_auc_clinical": metrics["auc_clinical"]["auc"],
+            "validation_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
+        }
+        save_model(out / "weights" / f"{name}_s{session}.pt", result.model, phase_model_name=name, card=card)
+        (out / "cards" / f"{name}_s{session}.json").write_text(json.dumps(card, indent=2))
+        # the session's predictions last: their presence is what marks it done
+        _write_atomically(out / SESSIONS_DIR / f"{name}_s{session}_train.csv", f_train)
+        _write_atomically(out / SESSIONS_DIR / f"{name}_s{session}_test.csv", f_test)
+        if not ranks.distributed:
+            merge_sessions(out)  # one process: the study folder is current after every session
+        if progress:
+            print(
+                f"{ranks.label}{name} session {session}: test accuracy {card['test_accuracy']:.3f}, train "
+                f"{card['train_accuracy']:.3f}, {card['training_seconds']} s on {card['device']}",
+                flush=True,
             )
-            result.model.know_only([CATEGORIES[k].value for k in np.unique(train.y)])
-            p_test = predict_proba(result.model, select_channels(test.x, pm))
-            p_train = predict_proba(result.model, select_channels(train.x, pm))
-            f_test = predictions_frame(name, session, test, p_test)
-            f_train = predictions_frame(name, session, train, p_train)
-            metrics = evaluate.session_metrics(f_test)
-            card = {
-                "model": name,
-                "phases": [p.value for p in pm.phases],
-                "session": session,
-                "seed": seed,
-                "trained_on": data_note or f"{len(train)} image sets",
-                "categories": [c.value for c in result.model.known_categories],
-                "training_mix": training_mix(train.y),
-                "tested_on": test_note or f"{len(test)} cases",
-                "config": asdict(config),
-                "net": asdict(result.model.config),
-                "code_version": code_version(),
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "device": str(result.device),
-                "device_name": torch.cuda.get_device_name()
-                if str(result.device).startswith("cuda")
-                else platform.processor() or platform.machine(),
-                "training_seconds": round(float(result.seconds), 1),
-                "images_per_second": round(float(result.images_per_s), 1),
-                "test_accuracy": metrics["accuracy"],
-                "train_accuracy": evaluate.accuracy_score(f_train),
-                "test_auc_clinical": metrics["auc_clinical"]["auc"],
-                "validation_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
-            }
-            save_model(
-                out / "weights" / f"{name}_s{session}.pt", result.model, phase_model_name=name, card=card
-            )
-            (out / "cards" / f"{name}_s{session}.json").write_text(json.dumps(card, indent=2))
-            preds["test"].append(f_test)
-            preds["train"].append(f_train)
-            for split, frames in preds.items():  # write after every session: a stopped study resumes
-                pd.concat(frames, ignore_index=True).to_csv(out / f"predictions_{split}.csv", index=False)
-            if progress:
-                print(
-                    f"{name} session {session}: test accuracy {card['test_accuracy']:.3f}, train "
-                    f"{card['train_accuracy']:.3f}, {card['training_seconds']} s on {card['device']}",
-                    flush=True,
-                )
-    return write_metrics(out)
+    distributed.barrier(ranks)
+    if ranks.rank == 0:
+        merge_sessions(out)
+        metrics_out = write_metrics(out)
+    distributed.barrier(ranks)
+    distributed.stop(ranks)
+    if ranks.rank != 0:
+        metrics_out = json.loads((out / "metrics.json").read_text())
+    return metrics_out
+
+
+SESSIONS_DIR = "sessions"  # one pair of prediction files per finished session (run_study)
+
+
+def _write_atomically(path: Path, frame: pd.DataFrame) -> None:
+    """Write a CSV under a temporary name, then rename it: a reader (or a resumed run) sees the
+    whole file or none."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    frame.to_csv(partial, index=False)
+    partial.replace(path)
+
+
+def finished_sessions(study_dir: str | os.PathLike[str]) -> set[tuple[str, int]]:
+    """(model, session) pairs a study folder has finished: in its predictions or `sessions/`."""
+    out = Path(study_dir)
+    done: set[tuple[str, int]] = set()
+    merged = out / "predictions_test.csv"
+    if merged.exists():
+        frame = pd.read_csv(merged, usecols=["model", "session"]).drop_duplicates()
+        done |= {(str(m), int(s)) for m, s in frame.itertuples(index=False)}
+    for path in (out / SESSIONS_DIR).glob("*_test.csv"):
+        name, _, session = path.name.removesuffix("_test.csv").rpartition("_s")
+        if (out / SESSIONS_DIR / f"{name}_s{session}_train.csv").exists():
+            done.add((name, int(session)))
+    return done
+
+
+def merge_sessions(study_dir: str | os.PathLike[str]) -> None:
+    """Fold the finished sessions of `sessions/` into predictions_test.csv and
+    predictions_train.csv, in the paper's model order and session order (what a single process
+    writes), each (model, session) once."""
+    out = Path(study_dir)
+    for split in ("test", "train"):
+        frames = []
+        merged = out / f"predictions_{split}.csv"
+        if merged.exists():
+            frames.append(pd.read_csv(merged))
+        frames += [pd.read_csv(p) for p in sorted((out / SESSIONS_DIR).glob(f"*_{split}.csv"))]
+        if not frames:
+            continue
+        seen: set[tuple[str, int]] = set()
+        kept = []
+        for frame in frames:  # each (model, session) from the first file that has it
+            pairs = list(zip(frame["model"].astype(str), frame["session"].astype(int), strict=True))
+            fresh = [p not in seen for p in pairs]
+            kept.append(frame[fresh])
+            seen |= set(pairs)
+        table = pd.concat(kept, ignore_index=True)
+        order = {m: i for i, m in enumerate(MODEL_NAMES)}
+        table = table.sort_values(
+            ["model", "session"], key=lambda c: c.map(order) if c.name == "model" else c, kind="stable"
+        )
+        _write_atomically(merged, table.reset_index(drop=True))
 
 
 def training_mix(labels: np.ndarray) -> dict[str, int]:

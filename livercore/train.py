@@ -100,7 +100,7 @@ def _pass_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def _train_step(
-    model: LiverNet,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     xb: torch.Tensor,
     yb: torch.Tensor,
@@ -155,6 +155,15 @@ def _batches(
         yield step, epoch, order[k * batch_size : (k + 1) * batch_size]
 
 
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group this process is in; (0, 1) outside one."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
 def train_model(
     x: np.ndarray,
     y: np.ndarray,
@@ -167,6 +176,7 @@ def train_model(
     checkpoint_path: str | Path | None = None,
     x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    data_parallel: bool = False,
 ) -> TrainResult:
     """Train one session of `phase_model` on x (N, 3, 70, 70) uint8 windowed phases in
     `vocab.PHASES` order with labels y (N,) int64 in 0..4 (A..E).
@@ -175,6 +185,12 @@ def train_model(
     With `checkpoint_path`, resumes from it if it exists and saves it every
     config.checkpoint_every steps and at the end. x_val, y_val (same layout) give a validation
     accuracy after every pass.
+
+    With `data_parallel`, inside a torch.distributed process group (livercore.distributed,
+    under torchrun), the ranks train this one session together with DistributedDataParallel:
+    each global minibatch of config.batch_size is split among the ranks (rank r takes its
+    every world-th image), their gradients are averaged, and every rank ends with the same
+    weights; each rank draws its own augmentation and dropout. Only rank 0 writes the checkpoint.
     """
     config = config or TrainConfig()
     t0 = time.perf_counter()
@@ -183,17 +199,24 @@ def train_model(
     if len(y) != len(x) or y.min() < 0 or y.max() >= len(CATEGORIES):
         raise ValueError(f"y must hold {len(x)} category indices 0..{len(CATEGORIES) - 1}")
     dev = choose_device() if device is None else torch.device(device)
+    rank, world = _process_group() if data_parallel else (0, 1)
     set_determinism(seed)
-    model = LiverNet(phase_model.in_channels, config.net).to(dev)
+    trained_net = LiverNet(phase_model.in_channels, config.net).to(dev)  # the same on every rank
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        trained_net = trained_net.to(memory_format=torch.channels_last)
+    model: torch.nn.Module = trained_net  # what the steps call: the network, or its DDP wrapper
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        torch.manual_seed(seed + 7919 * rank)  # each rank its own dropout masks
+        model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n, steps_per_pass = len(x), math.ceil(len(x) / config.batch_size)
     total_steps = steps_per_pass * config.variants_per_image
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=config.warmup_fraction
     )
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator(device=dev).manual_seed(seed + 7919 * rank)  # rank 0: the single-process draw
     identity = {
         "config": json.dumps(asdict(config)),
         "seed": seed,
@@ -208,7 +231,7 @@ def train_model(
         blob = torch.load(ckpt, map_location=dev, weights_only=True)
         if blob.get("format") != CHECKPOINT_FORMAT or any(blob[k] != v for k, v in identity.items()):
             raise ValueError(f"{ckpt} belongs to another training run; delete it to start anew")
-        model.load_state_dict(blob["model"])
+        trained_net.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
         _set_rng_states({k: v.cpu() for k, v in blob["rng"].items()}, dev, generator)
@@ -216,6 +239,8 @@ def train_model(
 
     def save_checkpoint(step: int) -> None:
         assert ckpt is not None
+        if rank != 0:  # the ranks hold the same weights: one writes
+            return
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save(
             {
@@ -223,7 +248,7 @@ def train_model(
                 **identity,
                 "step": step,
                 "history": history,
-                "model": model.state_dict(),
+                "model": trained_net.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng": _rng_states(dev, generator),
@@ -248,13 +273,19 @@ def train_model(
         disable=not progress,
         dynamic_ncols=True,
     )
-    for step, epoch, idx in _batches(n, config.batch_size, seed, start, total_steps, dev):
+    for step, epoch, batch in _batches(n, config.batch_size, seed, start, total_steps, dev):
+        idx = batch[rank::world]  # this rank's share of the global minibatch (all of it alone)
         loss_sum, correct = _train_step(model, optimizer, x_dev[idx], y_dev[idx], config, generator, bf16)
         scheduler.step()
         sums[0] += loss_sum
         sums[1] += correct
-        bar.update(len(idx))
+        bar.update(len(batch))
         if (step + 1) % steps_per_pass == 0:
+            if world > 1:  # the pass's loss and accuracy over every rank's share
+                import torch.distributed as dist
+
+                for total in sums:
+                    dist.all_reduce(total)
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": sums[0].item() / n,
@@ -263,7 +294,7 @@ def train_model(
                 "lr": scheduler.get_last_lr()[0],
             }
             if x_val_sel is not None and y_val is not None:
-                pred = predict_proba(model, x_val_sel).argmax(1)
+                pred = predict_proba(trained_net, x_val_sel).argmax(1)
                 record["val_accuracy"] = float(np.mean(pred == y_val))
             history.append(record)
             sums = [zero.clone(), zero.clone()]
@@ -274,7 +305,7 @@ def train_model(
     loop_s = time.perf_counter() - t_loop
     trained = n * config.variants_per_image - done
     return TrainResult(
-        model=model.eval(),
+        model=trained_net.eval(),
         history=history,
         seconds=time.perf_counter() - t0,
         device=str(dev),
