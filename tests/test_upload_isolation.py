@@ -137,7 +137,9 @@ def hostile_upload(page: Any, kind: str, hostile: Path, valid: list[Path]) -> in
                 wait_settled(page)
                 inputs.nth(i).set_input_files([str(hostile)])
                 try:
-                    chip.wait_for(timeout=30_000)  # listed: the upload has reached the server
+                    chip.wait_for(
+                        timeout=90_000
+                    )  # listed: the upload has reached the server (640 MiB: slow under load)
                     break
                 except Exception:
                     if attempt == 2:
