@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-from livercore.teaching.catalogue import TeachingCase, read_catalogue
+from livercore.teaching.catalogue import CATALOGUE, TeachingCase, cases_dir, read_catalogue
 from livercore.vocab import Category, Phase
 
 
@@ -110,15 +111,25 @@ def _phantom_flags(cohort: str, seed: int, index: int, size: int | None) -> tupl
     return tuple(generate_case(cohort, seed, index, size).flags.items())
 
 
+@lru_cache(maxsize=4)
+def _catalogue_flags(path: str, stamp: float) -> dict[str, dict[str, object]]:
+    """case_id -> flags of the catalogue rows whose flags are all filled in (read once per
+    version of the file)."""
+    del stamp  # part of the cache key
+    table = read_catalogue(Path(path).parent)
+    if "case_id" not in table.columns or not all(c in table.columns for c in FLAG_COLUMNS):
+        return {}
+    filled = table[table[list(FLAG_COLUMNS)].notna().all(axis=1)]
+    return {str(r["case_id"]): r.to_dict() for _, r in filled.iterrows()}
+
+
 def case_truth(entry: TeachingCase) -> frozenset[str]:
     """The features of a teaching case: a stored example's flags from the catalogue, a phantom
     case's from regenerating it (cached); a site case without flags has none known."""
-    table = read_catalogue()
-    rows = table[table["case_id"] == entry.case_id] if "case_id" in table.columns else table.iloc[:0]
-    if not rows.empty and all(c in rows.columns for c in FLAG_COLUMNS):
-        row = rows.iloc[0]
-        if row[list(FLAG_COLUMNS)].notna().all():
-            return truth_from_flags(row.to_dict(), entry.category)
+    path = cases_dir() / CATALOGUE
+    stored = _catalogue_flags(str(path), path.stat().st_mtime if path.exists() else 0.0)
+    if entry.case_id in stored:
+        return truth_from_flags(stored[entry.case_id], entry.category)
     if entry.source == "phantom" or entry.cohort:
         return truth_from_flags(
             dict(_phantom_flags(entry.cohort, entry.seed, entry.index, entry.size)), entry.category
