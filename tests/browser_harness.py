@@ -126,6 +126,30 @@ def upload_dicom(page: Any, files: list[Path]) -> None:
     wait_settled(page)
 
 
+# True once the k-th file uploader lists the series (its upload went to that widget).
+_LISTS_THE_SERIES = """([k, name]) => {
+  const u = document.querySelectorAll('[data-testid=stFileUploader]')[k];
+  return !!u && u.innerText.includes(name);
+}"""
+
+
+def upload_series_as_every_phase(page: Any, files: list[Path]) -> None:
+    """On the review page: choose 'A DICOM series per phase' and upload `files` as the series
+    of each phase in turn, each upload listed before the next; then wait for the viewers."""
+    page.get_by_text("A DICOM series per phase").click()
+    page.wait_for_selector(
+        "[data-testid=stFileUploaderDropzoneInput] >> nth=2", state="attached", timeout=60_000
+    )
+    for k in range(3):
+        page.locator("[data-testid=stFileUploaderDropzoneInput]").nth(k).set_input_files(
+            [str(f) for f in files]
+        )
+        page.wait_for_function(_LISTS_THE_SERIES, arg=[k, files[0].name], timeout=60_000)
+        wait_settled(page)
+    page.wait_for_selector("[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=90_000)
+    wait_settled(page)
+
+
 def show_chart(page: Any, chart: int) -> None:
     """Scroll the chart-th plotly chart to the middle of the window (mouse events need it on screen)."""
     page.evaluate(

@@ -25,6 +25,7 @@ from tests.browser_harness import (
     full_page_screenshot,
     start_server,
     stop_server,
+    upload_series_as_every_phase,
     wait_healthy,
     wait_settled,
 )
@@ -34,10 +35,6 @@ REAL_SLICES = sorted(REAL_CT.glob("slice_*.dcm"))
 SPACING_MM = 0.703125
 LIVER_BOX = (210.0, 170.0)  # a 2 cm box in the right lobe of the middle slice (tests/test_browser_real_ct.py)
 SITE_COHORT = "Site 2025 cohort: 212 lesions, no category C"
-_LISTS_THE_SERIES = """(k) => {
-  const u = document.querySelectorAll('[data-testid=stFileUploader]')[k];
-  return !!u && u.innerText.includes('slice_00.dcm');
-}"""
 
 pytestmark = pytest.mark.browser
 
@@ -89,18 +86,7 @@ def test_real_hcc048_uploaded_as_triphasic_gets_the_unlike_training_notice(
 ) -> None:
     page.goto(f"{app_url}/review")
     page.wait_for_selector("text=Review a lesion", timeout=60_000)
-    page.get_by_text("A DICOM series per phase").click()
-    page.wait_for_selector(
-        "[data-testid=stFileUploaderDropzoneInput] >> nth=2", state="attached", timeout=60_000
-    )
-    for k in range(3):
-        page.locator("[data-testid=stFileUploaderDropzoneInput]").nth(k).set_input_files(
-            [str(f) for f in REAL_SLICES]
-        )
-        page.wait_for_function(_LISTS_THE_SERIES, arg=k, timeout=60_000)
-        wait_settled(page)
-    page.wait_for_selector("[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=90_000)
-    wait_settled(page)
+    upload_series_as_every_phase(page, REAL_SLICES)
     row, col = LIVER_BOX
     draw_box(page, 1, row, col, 10.0 / SPACING_MM)
     page.wait_for_selector("text=Triphasic model:", timeout=90_000)

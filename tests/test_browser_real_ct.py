@@ -21,6 +21,7 @@ from tests.browser_harness import (
     crop_sources,
     draw_box,
     full_page_screenshot,
+    upload_series_as_every_phase,
     wait_settled,
 )
 from tests.conftest import REAL_CT
@@ -31,11 +32,6 @@ SPACING_MM = 0.703125
 # the right lobe's parenchyma, (row, col) read by eye off the slice rendered as PNG.
 LIVER_BOX = (210.0, 170.0)
 
-# True once the k-th file uploader lists the series (its upload went to that widget).
-_LISTS_THE_SERIES = """(k) => {
-  const u = document.querySelectorAll('[data-testid=stFileUploader]')[k];
-  return !!u && u.innerText.includes('slice_00.dcm');
-}"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,19 +57,8 @@ def test_real_series_as_every_phase_finds_the_aorta_and_measures_the_liver_ring(
 ) -> None:
     page.goto(f"{app_url}/review")
     page.wait_for_selector("text=Review a lesion", timeout=60_000)
-    page.get_by_text("A DICOM series per phase").click()
-    page.wait_for_selector(
-        "[data-testid=stFileUploaderDropzoneInput] >> nth=2", state="attached", timeout=60_000
-    )
-    for k in range(3):
-        page.locator("[data-testid=stFileUploaderDropzoneInput]").nth(k).set_input_files(
-            [str(f) for f in REAL_SLICES]
-        )
-        page.wait_for_function(_LISTS_THE_SERIES, arg=k, timeout=60_000)
-        wait_settled(page)
+    upload_series_as_every_phase(page, REAL_SLICES)
     page.wait_for_selector("text=Uploaded DICOM series", timeout=90_000)
-    page.wait_for_selector("[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=60_000)
-    wait_settled(page)
     assert page.get_by_text("slice 8 of 16").count() == 3  # the same slice in every phase
 
     # The phase check ran on the aorta it found: one attenuation in all three images.

@@ -108,6 +108,18 @@ def streaks(attempts: pd.DataFrame, today: date) -> tuple[int, int]:
     return run, right
 
 
+def _over_answers(fig: go.Figure, y_title: str) -> go.Figure:
+    """The layout of a chart over the learner's answers (x: answer number, y: a percentage)."""
+    fig.update_layout(
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "answer number", "tickformat": "d", "rangemode": "tozero"},
+        yaxis={"title": y_title, "range": [-5, 105]},
+        legend={"orientation": "h", "y": -0.35, "yanchor": "top", "font": {"size": 11}},
+    )
+    return fig
+
+
 def accuracy_over_time(attempts: pd.DataFrame, *, window: int = 5) -> go.Figure:
     """Rolling accuracy over the learner's answers (window answers), overall and per category's
     answers as points."""
@@ -137,14 +149,7 @@ def accuracy_over_time(attempts: pd.DataFrame, *, window: int = 5) -> go.Figure:
                     line={"color": c.info.colour, "dash": "dot"},
                 )
             )
-    fig.update_layout(
-        height=420,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis={"title": "answer number", "tickformat": "d", "rangemode": "tozero"},
-        yaxis={"title": "right (%)", "range": [-5, 105]},
-        legend={"orientation": "h", "y": -0.35, "yanchor": "top", "font": {"size": 11}},
-    )
-    return fig
+    return _over_answers(fig, "right (%)")
 
 
 def features_over_time(attempts: pd.DataFrame) -> go.Figure:
@@ -163,14 +168,7 @@ def features_over_time(attempts: pd.DataFrame) -> go.Figure:
                     name=BY_KEY[str(key)].label if key in BY_KEY else str(key),
                 )
             )
-    fig.update_layout(
-        height=420,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis={"title": "answer number", "tickformat": "d", "rangemode": "tozero"},
-        yaxis={"title": "right so far (%)", "range": [-5, 105]},
-        legend={"orientation": "h", "y": -0.35, "yanchor": "top", "font": {"size": 11}},
-    )
-    return fig
+    return _over_answers(fig, "right so far (%)")
 
 
 def as_percent(table: pd.DataFrame, column: str = "accuracy") -> pd.DataFrame:
