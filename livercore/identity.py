@@ -11,7 +11,7 @@
 
 Roles: ``educator`` for the identities listed in ``LIVERCORE_EDUCATORS`` (comma-separated, as
 the source gives them: e-mail, proxy user name, or demo name), everyone else ``resident``.
-Pure logic: the app passes in what Streamlit knows (livercore.app.learner).
+Pure logic: the app passes in what Streamlit knows (livercore.app.state.current_learner).
 """
 
 from __future__ import annotations

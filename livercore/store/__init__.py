@@ -1,5 +1,5 @@
 """livercore's store: one database for the app's own state (the cohort builder's annotators,
-studies and lesions today; learners' quiz attempts later), never a patient identifier.
+studies and lesions; the learners, their quiz attempts and review cards), never a patient identifier.
 
 Where it is: ``$LIVERCORE_DATABASE_URL`` (any SQLAlchemy URL; PostgreSQL with psycopg 3:
 ``postgresql+psycopg://user:password@host/db``), else an SQLite file created on first use at
