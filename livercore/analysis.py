@@ -33,7 +33,6 @@ from livercore.model import (
     ModelFileError,
     TemperatureScaled,
     load_model,
-    predict_logits_and_features,
     select_channels,
 )
 from livercore.ood import ImageFinding, OODResult, OODStatistics, assess, check_images
@@ -201,7 +200,7 @@ def analyse_crops(
     Analysis.with_findings)."""
     if crops.shape != (len(PHASES), CROP_SIZE, CROP_SIZE) or crops.dtype != np.uint8:
         raise InputError("The lesion crops must be three 70 x 70 8-bit images.")
-    from livercore.explain import class_activation_map  # grad-cam costs seconds to import: only when used
+    from livercore.explain import engine_for  # grad-cam costs seconds to import: only when used
 
     target = Category(cam_target) if cam_target else None
     start = time.perf_counter()
@@ -209,12 +208,16 @@ def analyse_crops(
     with MODEL_LOCK, torch.inference_mode(False):
         for name, m in models.items():
             x = select_channels(crops, m.phase_model)
-            logits, features = predict_logits_and_features(m.net, x[None])
-            raw = _softmax(logits[0])
-            proba = raw if not m.calibration.fitted else _softmax(logits[0] / m.calibration.temperature)
-            top = CATEGORIES[int(np.argmax(proba))]
-            want = target if target in m.categories else top  # a CAM for a category it knows
-            cam = class_activation_map(m.net, x, want.output_index, cam_method) if cam_method else None
+            known = target if target in m.categories else None  # a CAM for a category it knows
+
+            def choose(logits: np.ndarray, m: LoadedModel = m, known: Category | None = known) -> int:
+                """The CAM's category: the one asked for, else the top calibrated probability."""
+                return known.output_index if known else int(np.argmax(_calibrated(m, logits)))
+
+            run = engine_for(m.net).run(x, cam_method, choose)
+            raw = _softmax(run.logits)
+            proba = _calibrated(m, run.logits)
+            want = CATEGORIES[run.target]
             has_target = cam_method is not None and getattr(CAM_METHODS.get(cam_method), "has_target", True)
             phases = m.phase_model.phases
             contribution = (
@@ -225,12 +228,12 @@ def analyse_crops(
             results[name] = ModelResult(
                 name,
                 proba,
-                cam,
+                run.cam,
                 want if has_target else None,
                 contribution,
                 raw_probabilities=raw,
                 temperature=m.calibration.temperature,
-                ood=assess(name, m.ood, features, phases=phases),
+                ood=assess(name, m.ood, run.features, phases=phases),
                 categories=m.categories,
             )
     return Analysis(crops, results, time.perf_counter() - start, cam_method)
@@ -239,6 +242,11 @@ def analyse_crops(
 def _softmax(logits: np.ndarray) -> np.ndarray:
     """(5,) float32 logits -> probabilities (5,) float32, as model.probabilities computes them."""
     return torch.softmax(torch.from_numpy(np.ascontiguousarray(logits, np.float32)), dim=0).numpy()
+
+
+def _calibrated(m: LoadedModel, logits: np.ndarray) -> np.ndarray:
+    """(5,) logits -> the model's calibrated probabilities (its own when it has no temperature)."""
+    return _softmax(logits) if not m.calibration.fitted else _softmax(logits / m.calibration.temperature)
 
 
 def _calibrated_net(m: LoadedModel) -> LiverNet:

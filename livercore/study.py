@@ -151,9 +151,6 @@ def run_study(
     for name, session in mine:
         pm = PHASE_MODELS[name]
         seed = 1000 * session + MODEL_NAMES.index(name)
-        kwargs: dict[str, Any] = {}
-        if validation is not None:
-            kwargs.update(x_val=validation.x, y_val=validation.y)
         result = train_model(
             train.x,
             train.y,
@@ -163,7 +160,6 @@ def run_study(
             device=dev,
             progress=progress and not ranks.distributed,  # ranks print one line a session, not bars
             data_parallel=mode == "ddp",
-            **kwargs,
         )
         if not writer:
             continue
@@ -173,6 +169,10 @@ def run_study(
         f_test = predictions_frame(name, session, test, p_test)
         f_train = predictions_frame(name, session, train, p_train)
         metrics = evaluate.session_metrics(f_test)
+        val_accuracy = None  # the final weights on the validation cohort, once (not every pass)
+        if validation is not None:
+            p_val = predict_proba(result.model, select_channels(validation.x, pm))
+            val_accuracy = float(np.mean(p_val.argmax(1) == validation.y))
         card = {
             "model": name,
             "phases": [p.value for p in pm.phases],
@@ -195,7 +195,7 @@ def run_study(
             "test_accuracy": metrics["accuracy"],
             "train_accuracy": evaluate.accuracy_score(f_train),
             "test_auc_clinical": metrics["auc_clinical"]["auc"],
-            "validation_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
+            "validation_accuracy": val_accuracy,
         }
         save_model(out / "weights" / f"{name}_s{session}.pt", result.model, phase_model_name=name, card=card)
         (out / "cards" / f"{name}_s{session}.json").write_text(json.dumps(card, indent=2))
@@ -291,6 +291,10 @@ def write_metrics(study_dir: str | os.PathLike[str], audit: dict[str, Any] | Non
     for (m, s), frame in test.groupby(["model", "session"], sort=False):
         entry = evaluate.session_metrics(frame)
         entry["train_accuracy"] = evaluate.accuracy_score(train[(train.model == m) & (train.session == s)])
+        card_path = out / "cards" / f"{m}_s{s}.json"
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        if card.get("validation_accuracy") is not None:
+            entry["validation_accuracy"] = card["validation_accuracy"]
         sessions[f"{m}/s{s}"] = entry
     metrics = {
         "summary": evaluate.study_summary(test),
@@ -299,10 +303,21 @@ def write_metrics(study_dir: str | os.PathLike[str], audit: dict[str, Any] | Non
             for m, g in train.groupby(["model", "session"]).apply(evaluate.accuracy_score).groupby(level=0)
         },
         "sessions": sessions,
+        "validation_accuracy": _validation_means(sessions),
         "shortcut_audit": audit if audit is not None else previous.get("shortcut_audit"),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def _validation_means(sessions: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Model -> mean validation accuracy over its sessions that have one (run_study's
+    `validation`); empty when none has."""
+    by_model: dict[str, list[float]] = {}
+    for key, entry in sessions.items():
+        if entry.get("validation_accuracy") is not None:
+            by_model.setdefault(key.split("/")[0], []).append(float(entry["validation_accuracy"]))
+    return {m: round(float(np.mean(v)), 4) for m, v in by_model.items()}
 
 
 def shortcut_audit(

@@ -56,6 +56,41 @@ def test_cams_cover_the_crop_and_follow_the_chosen_target(models, case_crops):
     assert all(r.cam_target is Category.E for r in chosen.results.values())
 
 
+@pytest.mark.parametrize("method", ["GradCAM", "GradCAM++", "EigenCAM"])
+def test_the_analysis_maps_are_the_librarys_per_call_maps_bit_for_bit(models, case_crops, method):
+    """The engine (CAM objects built once, on a copy of the network, one forward pass for the
+    probabilities, features and CAM) against pytorch-grad-cam's documented one-call use, for
+    the predicted category and for each other category the model knows."""
+    from livercore.explain import class_activation_map
+
+    _, _, crops = case_crops
+    rng = np.random.default_rng(1)
+    inputs = [crops, rng.integers(0, 256, crops.shape, dtype=np.uint8)]
+    for x in inputs:
+        for target in (None, Category.A, Category.E):
+            result = analyse_crops(x, models, cam_method=method, cam_target=target, contributions=False)
+            for name, m in models.items():
+                r = result.results[name]
+                wanted = (target if target in m.categories else None) or r.predicted
+                expected = class_activation_map(
+                    m.net, select_channels(x, m.phase_model), wanted.output_index, method
+                )
+                assert np.array_equal(r.cam, expected), (name, method, target)
+
+
+def test_a_network_edited_after_its_first_analysis_is_analysed_as_it_is_now(case_crops):
+    """The engine's private copy follows the shared network: an edit in place (here the
+    category offsets, as know_only makes them) gives a new copy, not stale answers."""
+    _, _, crops = case_crops
+    fresh = load_models()
+    before = analyse_crops(crops, fresh, contributions=False)
+    top = before.results["triphasic"].predicted
+    fresh["triphasic"].net.know_only([c.value for c in Category if c is not top])
+    after = analyse_crops(crops, fresh, contributions=False).results["triphasic"]
+    assert after.probabilities[top.output_index] == 0 and after.predicted is not top
+    assert after.cam_target is after.predicted
+
+
 def test_no_hooks_are_left_on_the_shared_models(models, case_crops):
     _, _, crops = case_crops
     for method in ("GradCAM", "GradCAM++", "EigenCAM"):
