@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from livercore.app import state, ui
+from livercore.app import profiling, state, ui
 
 st.set_page_config(page_title="livercore", page_icon=":material/radiology:", layout="wide")
 page = st.navigation(
@@ -26,7 +26,7 @@ page = st.navigation(
 ui.disclaimer()
 ui.model_set_picker()
 try:
-    with ui.routed():
+    with ui.routed(), profiling.profiled(page.url_path or "home"):
         page.run()
 finally:
     state.start_up()  # once, after the first page: torch threads set, models loaded in the background

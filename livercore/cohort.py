@@ -45,7 +45,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from livercore import dicom_io
 from livercore.errors import InputError
 from livercore.vocab import CATEGORIES, PHASES, Category, Phase
 
@@ -175,6 +174,8 @@ def check_cohort(path: str | os.PathLike[str], *, read_images: bool = True) -> C
     """Check a cohort before a study trains on it: the manifest (read_manifest), every file
     inside the folder and readable as one CT slice (`read_images`), every lesion centre inside
     its image. InputError when the manifest itself is unusable."""
+    from livercore import dicom_io  # pydicom: only when reading or writing
+
     file = manifest_path(path)
     table = read_manifest(file)
     folder = file.parent
@@ -280,6 +281,8 @@ class CohortWriter:
     ) -> dict[str, object]:
         """Write one image set; returns its manifest row. `extra` columns are kept as given;
         `patient_id` is only for sources whose ids are already synthetic (the phantom)."""
+        from livercore import dicom_io  # pydicom: only when reading or writing
+
         category = Category(str(getattr(category, "value", category)).upper())
         case_dir = self.folder / case_id
         case_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, stats
 
 from livercore.preprocess import LesionBox
 from livercore.vocab import PHASES, Phase
@@ -111,13 +110,20 @@ def values_stats(values: np.ndarray) -> RoiStats | None:
     return RoiStats(float(values.mean()), float(values.std(ddof=1)), int(values.size))
 
 
+def _robust_sd(values: np.ndarray) -> np.floating:
+    """The normal-consistent median absolute deviation, as scipy.stats.median_abs_deviation(values,
+    scale="normal") computes it (without importing scipy.stats, a second on the first page)."""
+    median = np.median(values)
+    return np.median(np.abs(values - median)) / 0.6744897501960817
+
+
 def clip_to_median(values: np.ndarray, n_sd: float = LIVER_RING_CLIP_SD) -> np.ndarray:
     """The values (N,) in HU within n_sd robust SDs (1.4826 x median absolute deviation) of their
     median: one pass, so a minority of vessels or edges cannot widen the limits that judge them."""
     if values.size == 0:
         return values
     median = np.median(values)
-    robust_sd = stats.median_abs_deviation(values, scale="normal")
+    robust_sd = _robust_sd(values)
     return values[np.abs(values - median) <= n_sd * robust_sd]
 
 
@@ -133,6 +139,8 @@ def liver_ring_stats(hu: np.ndarray, box: LesionBox, spacing_mm: float | None) -
     """Mean ± SD (HU) of the liver in a ring around the lesion (ring_mask) on hu (H, W) in HU: its
     soft-tissue pixels (LIVER_RING_HU) less the vessels and fat it crosses and their rims
     (LIVER_RING_CLIP_SD, LIVER_RING_VESSEL_RIM_MM), then clip_to_median."""
+    from scipy import ndimage  # scipy takes a second to import: when used
+
     ring = ring_mask(hu.shape, box, spacing_mm)
     rows, cols = np.nonzero(ring)
     if rows.size == 0:
@@ -149,7 +157,7 @@ def liver_ring_stats(hu: np.ndarray, box: LesionBox, spacing_mm: float | None) -
     if values.size < 3:
         return None
     median = np.median(values)
-    limit = LIVER_RING_CLIP_SD * stats.median_abs_deviation(values, scale="normal")
+    limit = LIVER_RING_CLIP_SD * _robust_sd(values)
     other = np.abs(ndimage.median_filter(image, 3) - median) > limit
     other = ndimage.binary_dilation(other, rim)
     return values_stats(clip_to_median(image[tissue & ~other]))
@@ -251,6 +259,8 @@ def aorta_by_change(images: Sequence[np.ndarray], spacing_mm: float | None) -> P
     arterial); bone, fat and unenhanced organs do not change, kidneys enhance as a rim and the
     spleen is too large. None for fewer than two images or no such blob.
     """
+    from scipy import ndimage  # scipy takes a second to import: when used
+
     if len(images) < 2:
         return None
     smooth = [ndimage.uniform_filter(i, 3) for i in images]
@@ -290,6 +300,8 @@ def aorta_in_slice(hu: np.ndarray, spacing_mm: float | None) -> tuple[Point, flo
     (spine_mask) and on its anterior side, the one nearest the spine's centre is the aorta.
     Works for either row direction (the anterior side is the body's centre's side of the spine).
     """
+    from scipy import ndimage  # scipy takes a second to import: when used
+
     image = np.asarray(hu, np.float32)
     sp = spacing_mm or 0.75
     smooth = ndimage.median_filter(image, 3)
@@ -334,6 +346,8 @@ def _round_blood_blobs(
     image: np.ndarray, smooth: np.ndarray, blood: np.ndarray, sp: float
 ) -> list[tuple[np.ndarray, float]]:
     """(mask (H, W), mean HU) of the blobs of `blood` that could be the aorta (aorta_in_slice)."""
+    from scipy import ndimage  # scipy takes a second to import: when used
+
     lo, hi = AORTA_DIAMETER_MM
     min_px, max_px = np.pi * (lo / 2 / sp) ** 2, np.pi * (hi / 2 / sp) ** 2
     rim_in, rim_out = AORTA_RIM_MM
@@ -385,6 +399,8 @@ def spine_mask(
     within SPINE_REACH_MM of it (vertebral body, arch), at least SPINE_MIN_AREA_MM2 in all.
     `smooth` is image after a 3 x 3 median; `blood` the opened mask of opacified blood.
     """
+    from scipy import ndimage  # scipy takes a second to import: when used
+
     labels, n = ndimage.label(blood)
     if n:
         core = ndimage.binary_erosion(blood, _disc(1.5 / sp))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import streamlit as st
@@ -49,15 +50,22 @@ source = next(k for k, v in inputs.SOURCES.items() if v == source_label)
 
 
 def use_pool(
-    source: str, files: tuple, view: tuple, items: list, labels: list[str], pixel_mm: float | None = None
+    source: str,
+    files: tuple,
+    view: tuple,
+    read: Callable[[], list],
+    labels: list[str],
+    pixel_mm: float | None = None,
 ) -> None:
     """Keep what was uploaded (in memory) and propose which item is which phase. `files`
-    identifies the uploads, `view` the slices chosen from them (a new view keeps the marks)."""
+    identifies the uploads, `view` the slices chosen from them (a new view keeps the marks);
+    `read` reads the items, only when the pool does not hold them already (not every run)."""
     pool = state.upload_pool()
     if pool and pool.holds(source, files):
-        pool.show(view, items, labels, pixel_mm)
+        if pool.view != view or pool.pixel_mm != pixel_mm:
+            pool.show(view, read(), labels, pixel_mm)
         return
-    state.set_upload_pool(UploadPool.start(source, files, view, items, labels, pixel_mm))
+    state.set_upload_pool(UploadPool.start(source, files, view, read(), labels, pixel_mm))
     st.query_params.clear()
 
 
@@ -93,7 +101,7 @@ try:
                 "dicom",
                 tuple(f.file_id for f in files),
                 (),
-                inputs.read_dicom_slices([(f.name, f.getvalue()) for f in files]),
+                lambda: inputs.read_dicom_slices([(f.name, f.getvalue()) for f in files]),
                 [f"file {i}: {f.name}" for i, f in enumerate(files, start=1)],
             )
     elif source == "series":
@@ -130,7 +138,7 @@ try:
                 chosen.append(slices[k - 1])
                 labels.append(f"{p.value} series, slice {k}")
                 view.append(k)
-            use_pool("series", tuple(s[0] for s in series.values()), tuple(view), chosen, labels)
+            use_pool("series", tuple(s[0] for s in series.values()), tuple(view), lambda: chosen, labels)
         elif series:
             st.info("Upload a series for each of the three phases.")
     else:
@@ -152,7 +160,7 @@ try:
                 "capture",
                 tuple(f.file_id for f in captures.values()),
                 (),
-                [read_capture(f.getvalue()) for f in captures.values()],
+                lambda: [read_capture(f.getvalue()) for f in captures.values()],
                 [f"{p.value} capture" for p in captures],
                 pixel_mm or None,
             )

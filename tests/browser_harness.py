@@ -70,13 +70,17 @@ def start_server(
     cwd: Path = ROOT,
     env: dict[str, str] | None = None,
     log: Path | None = None,
+    cores: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """`streamlit run <script>` in `cwd` on `port`, with LIVERCORE_MODELS=models_dir when given;
-    its output goes to `log` when given, else nowhere."""
+    its output goes to `log` when given, else nowhere; pinned to `cores` (taskset's list, e.g.
+    "0") when given."""
     env = dict(os.environ if env is None else env)
     if models_dir is not None:
         env["LIVERCORE_MODELS"] = str(models_dir)
     command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true"]
+    if cores is not None:
+        command = ["taskset", "-c", cores, *command]
     command += ["--server.port", str(port), "--server.address", "127.0.0.1"]
     if log is None:
         return subprocess.Popen(

@@ -15,6 +15,7 @@ from PIL import Image
 
 from livercore import captures, file_kind, measure, phases, review_case
 from livercore.app import compare, figures, inputs, marks, report
+from livercore.contribution import PhaseContribution
 from livercore.errors import InputError
 from livercore.preprocess import LesionBox
 from livercore.teaching import catalogue, findings
@@ -475,6 +476,39 @@ def test_viewer_draws_its_rois_whole_and_keeps_the_toolbar_off_the_image() -> No
     curve = figures.attenuation_figure(measure.Measurements(stats, stats, stats, {}))
     assert curve.layout.margin.t == figures.TOOLBAR_PX and curve.layout.legend.y < 0  # legend below
     assert figures.probability_figure(np.full(5, 0.2)).layout.margin.t == figures.TOOLBAR_PX
+
+
+def test_figures_built_without_validation_are_the_validated_figures() -> None:
+    """figures.trusted_figure skips plotly's validation for speed: every figure built that way
+    must be the one plotly's validation gives (a wrong property name or value raises here)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    uri = figures.png_data_uri(np.zeros((64, 80), np.uint8))
+    built = [
+        figures.viewer_figure(uri, (64, 80)),
+        figures.viewer_figure(
+            uri, (64, 80), box=LesionBox(30, 40, 10, 12), liver=(20.0, 20.0), aorta=(50.0, 60.0), zoom=2.0
+        ),
+        figures.viewer_figure(uri, (64, 80), clickable=True, zoom=1.5, centre=(30.0, 40.0)),
+    ]
+    stats: dict[Phase, measure.RoiStats | None] = dict.fromkeys(PHASES, measure.RoiStats(50.0, 10.0, 100))
+    stats[Phase.DELAYED] = None
+    built += [
+        figures.attenuation_figure(measure.Measurements(stats, stats, dict.fromkeys(PHASES), {})),
+        figures.probability_figure(np.array([0.1, 0.2, 0.3, 0.25, 0.15]), categories=CATEGORIES[:4]),
+        figures.contribution_figure(
+            PhaseContribution(Category.A, {Phase.ARTERIAL: 0.4, Phase.DELAYED: -0.1}, 0.7, 0.4)
+        ),
+    ]
+    for fig in built:
+        validated = go.Figure(fig.to_dict())
+        assert json.loads(pio.to_json(fig, validate=False)) == json.loads(
+            pio.to_json(validated, validate=False)
+        )
+    bad = figures.trusted_figure([], {"widht": 10})
+    with pytest.raises(ValueError, match="widht"):
+        go.Figure(bad.to_dict())
 
 
 def test_sniff_reads_content_not_names() -> None:

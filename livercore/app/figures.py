@@ -7,21 +7,22 @@ selection maps straight back to the image.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image
-from plotly.colors import hex_to_rgb, sample_colorscale
 
 from livercore.contribution import points_text
 from livercore.measure import Measurements, Point
 from livercore.preprocess import LesionBox, window_to_uint8
 from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Category, Phase, Window
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # plotly takes half a second to import: the home page does not wait for it
+    import plotly.graph_objects as go
+
     from livercore.contribution import PhaseContribution
 
 MARK_COLOURS = {"lesion": "#F0E442", "liver": "#56B4E9", "aorta": "#E69F00"}  # Okabe-Ito: yellow, sky, orange
@@ -42,6 +43,8 @@ CAM_COLOURSCALE = "Turbo"  # perceptually ordered rainbow: dark blue (low) to da
 
 def _cam_lut() -> np.ndarray:
     """256-entry RGB lookup table of the CAM colour scale."""
+    from plotly.colors import hex_to_rgb, sample_colorscale
+
     colours = sample_colorscale(CAM_COLOURSCALE, list(np.linspace(0.0, 1.0, 256)))
     out = []
     for c in colours:
@@ -66,6 +69,30 @@ def png_data_uri(image_u8: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def trusted_figure(data: Sequence[dict], layout: dict) -> go.Figure:
+    """A figure of our own making, built without plotly's per-property validation: 1-2 ms
+    against 20-30 ms for a viewer (benchmarks/bench_app.py). Only for specs this module
+    writes; tests/test_app.py holds each builder's output to the validated figure's JSON."""
+    import plotly.graph_objects as go
+
+    spec = {"data": list(data), "layout": {"template": _default_template(), **layout}}
+    try:
+        return go.Figure(spec, _validate=False)
+    except TypeError:  # a plotly without the switch: validate, slower, same figure
+        return go.Figure(spec)
+
+
+@functools.cache
+def _default_template() -> dict:
+    """Plotly's default template as a validated figure carries it (Streamlit's theme goes over it)."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    return (
+        go.Figure().to_dict()["layout"].get("template", pio.templates[pio.templates.default].to_plotly_json())
+    )
+
+
 def viewer_figure(
     png_uri: str,
     shape: tuple[int, int],
@@ -82,21 +109,24 @@ def viewer_figure(
     """One phase in the viewer: the image, the marks, and (when clickable) an invisible grid
     whose points a click selects (plotly selects points, not image pixels)."""
     rows, cols = shape
-    fig = go.Figure(go.Image(source=png_uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
+    data: list[dict] = [
+        {"type": "image", "source": png_uri, "x0": 0, "y0": 0, "dx": 1, "dy": 1, "hoverinfo": "skip"}
+    ]
     if clickable:
         step = max(max(rows, cols) // GRID_POINTS, 1)
         gy, gx = np.mgrid[step // 2 : rows : step, step // 2 : cols : step]
-        fig.add_trace(
-            go.Scatter(
-                x=gx.ravel(),
-                y=gy.ravel(),
-                mode="markers",
-                hoverinfo="none",
-                showlegend=False,
-                marker={"size": step * 1.5, "opacity": 0},
-                selected={"marker": {"opacity": 0}},
-                unselected={"marker": {"opacity": 0}},
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": gx.ravel(),
+                "y": gy.ravel(),
+                "mode": "markers",
+                "hoverinfo": "none",
+                "showlegend": False,
+                "marker": {"size": step * 1.5, "opacity": 0},
+                "selected": {"marker": {"opacity": 0}},
+                "unselected": {"marker": {"opacity": 0}},
+            }
         )
     shapes = []
     keep: list[tuple[float, float, float, float]] = []  # marks the field keeps whole, in this order
@@ -128,7 +158,47 @@ def viewer_figure(
             )
             keep.append((r - radius - 3, c - radius - 3, r + radius + 3, c + radius + 3))  # + the line
     (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre, keep=keep)
-    return viewer_layout(fig, shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
+    return trusted_figure(
+        data, viewer_layout_spec(shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
+    )
+
+
+def viewer_layout_spec(
+    shapes: list[dict],
+    size_px: int,
+    ranges: tuple[tuple[float, float], tuple[float, float]],
+    selection_colour: str,
+) -> dict:
+    """The image viewers' common layout: a square of `size_px` showing rows r0..r1 and columns
+    c0..c1 (`ranges`) without axes, the toolbar band above, box selections in `selection_colour`."""
+    (r0, r1), (c0, c1) = ranges
+    return {
+        **({"shapes": shapes} if shapes else {}),  # as plotly's validation leaves an empty list: out
+        "width": size_px,
+        "height": size_px + TOOLBAR_PX,
+        "margin": {"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
+        "xaxis": {"range": [c0, c1], "visible": False, "constrain": "domain"},
+        "yaxis": {
+            "range": [r1, r0],
+            "visible": False,
+            "scaleanchor": "x",
+            "constrain": "domain",
+            "constraintoward": "top",
+        },
+        "plot_bgcolor": "black",
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        # grey icons: Plotly would pick white ones for the transparent band
+        "modebar": {
+            "remove": list(VIEWER_TOOLBAR_REMOVE),
+            "bgcolor": "rgba(0,0,0,0)",
+            "color": "#8a8a8a",
+            "activecolor": "#333333",
+        },
+        "hovermode": "closest",
+        "showlegend": False,
+        "newselection": {"line": {"color": selection_colour, "width": 2}},
+        "activeselection": {"fillcolor": selection_colour, "opacity": 0.1},
+    }
 
 
 def viewer_layout(
@@ -138,37 +208,8 @@ def viewer_layout(
     ranges: tuple[tuple[float, float], tuple[float, float]],
     selection_colour: str,
 ) -> go.Figure:
-    """The image viewers' common layout: a square of `size_px` showing rows r0..r1 and columns
-    c0..c1 (`ranges`) without axes, the toolbar band above, box selections in `selection_colour`."""
-    (r0, r1), (c0, c1) = ranges
-    fig.update_layout(
-        shapes=shapes,
-        width=size_px,
-        height=size_px + TOOLBAR_PX,
-        margin={"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
-        xaxis={"range": [c0, c1], "visible": False, "constrain": "domain"},
-        yaxis={
-            "range": [r1, r0],
-            "visible": False,
-            "scaleanchor": "x",
-            "constrain": "domain",
-            "constraintoward": "top",
-        },
-        plot_bgcolor="black",
-        paper_bgcolor="rgba(0,0,0,0)",
-        # grey icons: Plotly would pick white ones for the transparent band
-        modebar={
-            "remove": list(VIEWER_TOOLBAR_REMOVE),
-            "bgcolor": "rgba(0,0,0,0)",
-            "color": "#8a8a8a",
-            "activecolor": "#333333",
-        },
-        hovermode="closest",
-        showlegend=False,
-        newselection={"line": {"color": selection_colour, "width": 2}},
-        activeselection={"fillcolor": selection_colour, "opacity": 0.1},
-    )
-    return fig
+    """`fig` with the viewers' layout (viewer_layout_spec)."""
+    return fig.update_layout(**viewer_layout_spec(shapes, size_px, ranges, selection_colour))
 
 
 def zoom_ranges(
@@ -226,29 +267,30 @@ def probability_figure(
     shown = [c for c in CATEGORIES if c in categories]
     labels = [f"{c.value}  {c.info.name}" for c in shown]
     values = [float(probabilities[c.output_index]) * 100 for c in shown]
-    fig = go.Figure(
-        go.Bar(
-            x=values,
-            y=labels,
-            orientation="h",
-            marker_color=[c.info.colour for c in shown],
-            text=[percent(v) for v in values],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{x:.1f} %<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        height=height,
-        margin={"l": 0, "r": 40, "t": TOOLBAR_PX, "b": 30},
-        xaxis={"range": [0, 100], "title": "probability (%)", "fixedrange": True},
-        yaxis={"autorange": "reversed", "fixedrange": True},
-    )
-    return fig
+    bars = {
+        "type": "bar",
+        "x": values,
+        "y": labels,
+        "orientation": "h",
+        "marker": {"color": [c.info.colour for c in shown]},
+        "text": [percent(v) for v in values],
+        "textposition": "outside",
+        "cliponaxis": False,
+        "hovertemplate": "%{y}: %{x:.1f} %<extra></extra>",
+    }
+    layout = {
+        "height": height,
+        "margin": {"l": 0, "r": 40, "t": TOOLBAR_PX, "b": 30},
+        "xaxis": {"range": [0, 100], "title": {"text": "probability (%)"}, "fixedrange": True},
+        "yaxis": {"autorange": "reversed", "fixedrange": True},
+    }
+    return trusted_figure([bars], layout)
 
 
 def probability_heatmap(table: Mapping[str, np.ndarray], *, height: int = 280) -> go.Figure:
     """Models (rows) x categories (columns): probabilities in % with the values written in."""
+    import plotly.graph_objects as go
+
     names = list(table)
     z = np.array([np.asarray(table[n], float) * 100 for n in names])
     fig = go.Figure(
@@ -282,7 +324,7 @@ def attenuation_figure(measurements: Measurements, *, height: int = 300) -> go.F
         else f"{p.short} ({p.value})"
         for p in PHASES
     ]
-    fig = go.Figure()
+    traces = []
     for name, values, colour in (
         ("Lesion", measurements.lesion, MARK_COLOURS["lesion"]),
         ("Liver", measurements.liver, MARK_COLOURS["liver"]),
@@ -291,29 +333,30 @@ def attenuation_figure(measurements: Measurements, *, height: int = 300) -> go.F
         stats = [values.get(p) for p in PHASES]
         if not any(stats):
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=[s.mean_hu if s else None for s in stats],
-                name=name,
-                mode="lines+markers",
-                line={
+        traces.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": [s.mean_hu if s else None for s in stats],
+                "name": name,
+                "mode": "lines+markers",
+                "line": {
                     "color": "#333333" if name == "Lesion" else colour,
                     "width": 3 if name == "Lesion" else 2,
                 },
-                marker={"size": 9, "color": colour, "line": {"color": "#333333", "width": 1}},
-                error_y={"type": "data", "array": [s.sd_hu if s else 0 for s in stats], "visible": True},
-                hovertemplate=name + " %{x}: %{y:.0f} HU<extra></extra>",
-            )
+                "marker": {"size": 9, "color": colour, "line": {"color": "#333333", "width": 1}},
+                "error_y": {"type": "data", "array": [s.sd_hu if s else 0 for s in stats], "visible": True},
+                "hovertemplate": name + " %{x}: %{y:.0f} HU<extra></extra>",
+            }
         )
-    fig.update_layout(
-        height=height,
-        margin={"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
-        yaxis={"title": "HU (mean ± SD)"},
+    layout = {
+        "height": height,
+        "margin": {"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
+        "yaxis": {"title": {"text": "HU (mean ± SD)"}},
         # below the phase labels: the toolbar band above holds nothing but the toolbar
-        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"},
-    )
-    return fig
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"},
+    }
+    return trusted_figure(traces, layout)
 
 
 def cam_overlay(crop_u8: np.ndarray, cam: np.ndarray, opacity: float) -> np.ndarray:
@@ -347,28 +390,27 @@ def contribution_figure(contribution: PhaseContribution, *, height: int = 170) -
     phases = list(contribution.points)
     values = [contribution.points[p] * 100 for p in phases]
     limit = max(10.0, *(abs(v) * 1.25 for v in values))
-    fig = go.Figure(
-        go.Bar(
-            x=values,
-            y=[p.value for p in phases],
-            orientation="h",
-            marker_color=[PHASE_COLOURS[p] for p in phases],
-            text=[points_text(v / 100) for v in values],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y} phase: %{x:+.1f} points<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        height=height,
-        margin={"l": 0, "r": 30, "t": 10, "b": 30},
-        xaxis={
+    bars = {
+        "type": "bar",
+        "x": values,
+        "y": [p.value for p in phases],
+        "orientation": "h",
+        "marker": {"color": [PHASE_COLOURS[p] for p in phases]},
+        "text": [points_text(v / 100) for v in values],
+        "textposition": "outside",
+        "cliponaxis": False,
+        "hovertemplate": "%{y} phase: %{x:+.1f} points<extra></extra>",
+    }
+    layout = {
+        "height": height,
+        "margin": {"l": 0, "r": 30, "t": 10, "b": 30},
+        "xaxis": {
             "range": [-limit, limit],
-            "title": f"points of P({contribution.target.value})",
+            "title": {"text": f"points of P({contribution.target.value})"},
             "fixedrange": True,
             "zeroline": True,
         },
-        yaxis={"autorange": "reversed", "fixedrange": True},
-        showlegend=False,
-    )
-    return fig
+        "yaxis": {"autorange": "reversed", "fixedrange": True},
+        "showlegend": False,
+    }
+    return trusted_figure([bars], layout)

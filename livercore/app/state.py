@@ -21,22 +21,22 @@ import streamlit as st
 
 from livercore.app.figures import display_u8, png_data_uri
 from livercore.app.marks import Marks
-from livercore.app.uploads import UploadPool
 from livercore.measure import Measurements, Point
 from livercore.model_sets import ModelSet, configured_sets, find_set
-from livercore.phases import PhaseCheck, aorta_check
 from livercore.preprocess import CROP_SIZE
 from livercore.review_case import ReviewCase
 from livercore.teaching import catalogue
 from livercore.vocab import MODEL_NAMES, PHASES, Phase, Window
 
-if TYPE_CHECKING:  # torch and grad-cam take seconds to import: the home page must not wait for them
-    from sqlalchemy import Engine
+if TYPE_CHECKING:  # torch and grad-cam take seconds to import, pydicom half a second: the home page
+    from sqlalchemy import Engine  # must not wait for them
 
     from livercore.analysis import Analysis, LoadedModel
+    from livercore.app.uploads import UploadPool
     from livercore.cohort_builder import BuilderStore, StudyFolder
     from livercore.dicom_study import ImagingStudy
     from livercore.identity import Identity
+    from livercore.phases import PhaseCheck
 
 CASE_KEY = "review_case"  # the ReviewCase under review, shared by the review and compare pages
 MARKS_KEY = "review_marks"  # its Marks
@@ -230,6 +230,8 @@ def set_upload_pool(pool: UploadPool) -> None:
 @st.cache_data(max_entries=128, show_spinner=False)
 def _phase_check(token: str, _case: ReviewCase) -> tuple[Point | None, PhaseCheck | None]:
     del token  # the cache key
+    from livercore.phases import aorta_check
+
     return aorta_check(_case)
 
 

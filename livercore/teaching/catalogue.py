@@ -19,6 +19,7 @@ Streamlit-free.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from livercore import cohort, dicom_io
+from livercore import cohort
 from livercore.errors import InputError
 from livercore.paths import DEFAULT_CASES_DIR
 from livercore.preprocess import LesionBox
@@ -156,14 +157,32 @@ def _entries(table: pd.DataFrame, source: str) -> list[TeachingCase]:
     return out
 
 
+def _catalogue_cases(root: str | os.PathLike[str] | None, source: str) -> list[TeachingCase]:
+    """The catalogue's cases of one source, read once per version of the file (every page
+    run asks; a rebuilt catalogue is read anew)."""
+    path = Path(root or cases_dir()) / CATALOGUE
+    try:
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = None
+    return list(_cached_cases(str(path.parent), version, source))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_cases(root: str, version: tuple[int, int] | None, source: str) -> tuple[TeachingCase, ...]:
+    del version  # only the cache key
+    return tuple(_entries(read_catalogue(root), source))
+
+
 def example_cases(root: str | os.PathLike[str] | None = None) -> list[TeachingCase]:
     """The stored example cases, in catalogue order (the review page's one-click examples)."""
-    return _entries(read_catalogue(root), STORED)
+    return _catalogue_cases(root, STORED)
 
 
 def library_cases(root: str | os.PathLike[str] | None = None) -> list[TeachingCase]:
     """The phantom teaching cases, in catalogue order (by category, then subtype)."""
-    return _entries(read_catalogue(root), PHANTOM)
+    return _catalogue_cases(root, PHANTOM)
 
 
 def site_cases(folder: str | os.PathLike[str] | None = None) -> list[TeachingCase]:
@@ -346,6 +365,8 @@ def case_from_row(row: pd.Series, resolve: Callable[[str], Path], *, title: str)
     columns: unenhanced/arterial/delayed paths, lesion_row_P/lesion_col_P, lesion_diameter_mm,
     category, optional subtype, findings and liver/aorta centres). `resolve` turns a path from
     the row into a file (and may refuse one outside its folder)."""
+    from livercore import dicom_io  # pydicom: only when reading
+
     slices = {p: dicom_io.read_ct_slice(resolve(str(row[p.value]))) for p in PHASES}
     spacing = {p: float(sum(slices[p].pixel_spacing_mm) / 2) for p in PHASES}
     diameter = float(row["lesion_diameter_mm"])
