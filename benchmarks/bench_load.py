@@ -135,10 +135,10 @@ def machine_busy_s() -> float:
 
 
 class RssSampler:
-    """Samples tree_rss_bytes(pid) every `interval_s` in a daemon thread; keeps the peak."""
+    """Samples the summed tree_rss_bytes of `pids` every `interval_s` in a daemon thread; keeps the peak."""
 
-    def __init__(self, pid: int, interval_s: float = 0.2) -> None:
-        self.pid, self.interval_s = pid, interval_s
+    def __init__(self, pids: list[int], interval_s: float = 0.2) -> None:
+        self.pids, self.interval_s = pids, interval_s
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
@@ -146,7 +146,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set() and len(self.samples) < 100_000:
-            self.samples.append((time.monotonic() - self._t0, tree_rss_bytes(self.pid)))
+            self.samples.append((time.monotonic() - self._t0, sum(tree_rss_bytes(p) for p in self.pids)))
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> RssSampler:
@@ -316,7 +316,12 @@ def models_folder(tmp: Path) -> tuple[Path, str]:
 
 
 async def load_test(
-    args: argparse.Namespace, url: str, cases: list[Phantom], server_pid: int, memo: dict[str, float]
+    args: argparse.Namespace,
+    url: str,
+    cases: list[Phantom],
+    server_pids: list[int],
+    memo: dict[str, float],
+    warm_urls: list[str],
 ) -> list[SessionLog]:
     from playwright.async_api import async_playwright
 
@@ -324,11 +329,15 @@ async def load_test(
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             # Warm-up, untimed: the models loaded and grad-cam imported (an example case's link).
-            page = await browser.new_page(viewport=VIEWPORT)
-            await page.goto(f"{url}/review?case=teaching-0-0026", timeout=WAIT_MS)
-            await page.wait_for_selector("text=Triphasic model:", timeout=WAIT_MS)
-            await page.close()
-            memo["warm_rss"] = tree_rss_bytes(server_pid)
+            for warm_url in warm_urls:  # each process directly, not through the proxy
+                page = await browser.new_page(viewport=VIEWPORT)
+                await page.goto(f"{warm_url}/review?case=teaching-0-0026", timeout=WAIT_MS)
+                await page.wait_for_selector("text=Triphasic model:", timeout=WAIT_MS)
+                await page.close()
+            memo["warm_cpu_s"] = sum(tree_cpu_s(pid) for pid in server_pids)  # the load's CPU from here
+            memo["warm_busy_s"] = machine_busy_s()
+            memo["warm_t"] = time.monotonic()
+            memo["warm_rss"] = sum(tree_rss_bytes(pid) for pid in server_pids)
             deadline = time.monotonic() + args.budget_s
             logs = [SessionLog() for _ in range(args.sessions)]
             users = [
@@ -359,95 +368,205 @@ async def load_test(
             await browser.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Many browser sessions against one streamlit server.")
-    parser.add_argument("--sessions", type=int, default=10, help="concurrent users (default 10)")
-    parser.add_argument("--rounds", type=int, default=2, help="page opens per user (default 2)")
-    parser.add_argument("--selections", type=int, default=2, help="lesion selections per page (default 2)")
-    parser.add_argument("--stagger-s", type=float, default=0.2, help="delay between users' starts")
-    parser.add_argument("--budget-s", type=float, default=150.0, help="no new round after this (default 150)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.json"))
-    args = parser.parse_args(argv)
-    if not CHROMIUM.exists():
-        print(f"{CHROMIUM} is missing: nothing measured", file=sys.stderr)
-        return 2
+def run_level(args: argparse.Namespace, sessions: int, processes: int, tmp: Path) -> dict[str, Any]:
+    """One load level: `sessions` users against `processes` app processes (behind nginx when
+    more than one), pinned as --pin says; the figures of that run."""
+    from tests import proxy_harness
 
-    started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="livercore-load-"))
     models, models_note = models_folder(tmp)
-    cases = phantom_cases(tmp / "cases", args.sessions)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    cases = phantom_cases(tmp / f"cases-{sessions}", sessions)
+    level_args = argparse.Namespace(**{**vars(args), "sessions": sessions})
+    server_cores = "0" if args.pin else None
+    ports = [free_port() for _ in range(processes)]
     load_before = uptime()
-    server = start_server(models, port)
+    env = dict(os.environ)
+    if (
+        args.pin
+    ):  # one core: one thread per math library, as docs/deploy.md says (processes x threads <= cores)
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    servers = [start_server(models, port, cores=server_cores, env=env) for port in ports]
+    nginx = None
     try:
-        wait_healthy(port)
-        idle_rss = tree_rss_bytes(server.pid)
+        for port in ports:
+            wait_healthy(port)
+        url = f"http://127.0.0.1:{ports[0]}"
+        if processes > 1:
+            proxy_port = free_port()
+            nginx = proxy_harness.start_nginx(
+                tmp / f"nginx-{sessions}", proxy_port, ports, cores=server_cores
+            )
+            url = f"http://127.0.0.1:{proxy_port}"
+        pids = [s.pid for s in servers]
+        idle_rss = sum(tree_rss_bytes(pid) for pid in pids)
         memo: dict[str, float] = {}
-        with RssSampler(server.pid) as sampler:
-            t0, cpu0, busy0 = time.monotonic(), tree_cpu_s(server.pid), machine_busy_s()
-            logs = asyncio.run(load_test(args, url, cases, server.pid, memo))
-            load_wall_s = time.monotonic() - t0
-            server_cpu_s, busy_s = tree_cpu_s(server.pid) - cpu0, machine_busy_s() - busy0
+        with RssSampler(pids) as sampler:
+            warm_urls = [f"http://127.0.0.1:{port}" for port in ports]
+            logs = asyncio.run(load_test(level_args, url, cases, pids, memo, warm_urls))
+            load_wall_s = time.monotonic() - memo["warm_t"]  # after the warm-up: the users' load alone
+            server_cpu_s = sum(tree_cpu_s(pid) for pid in pids) - memo["warm_cpu_s"]
+            busy_s = machine_busy_s() - memo["warm_busy_s"]
             load_during = uptime()
+        routes = proxy_harness.routes_by_process(tmp / f"nginx-{sessions}") if nginx else {}
     finally:
-        stop_server(server)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-    import streamlit
-    import torch
-
+        if nginx is not None:
+            proxy_harness.stop_nginx(nginx)
+        for server in servers:
+            stop_server(server)
     opens = [t for log in logs for t in log.open_s]
     uploads = [t for log in logs for t in log.upload_s]
     selections = [t for log in logs for t in log.selection_s]
     errors = [e for log in logs for e in log.errors]
-    result = {
-        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "streamlit": streamlit.__version__,
-            "torch": torch.__version__,
-            "uptime_before": load_before,
-            "uptime_at_end_of_load": load_during,
-        },
-        "setup": {
-            "server": "one `streamlit run streamlit_app.py` (committed .streamlit/config.toml)",
-            "browser": "one Debian chromium, headless, --disable-gpu, on the same machine; one context per user",
-            "models": models_note,
-            "sessions": args.sessions,
-            "rounds": args.rounds,
-            "selections_per_round": args.selections,
-            "stagger_s": args.stagger_s,
-            "poll_ms": POLL_MS,
-            "each_selection": "five phase-models + their Grad-CAMs on new crops (no cache hit)",
-        },
+    warm = memo.get("warm_rss", 0)
+    result: dict[str, Any] = {
+        "sessions": sessions,
+        "processes": processes,
+        "models": models_note,
+        "uptime_before": load_before,
+        "uptime_at_end_of_load": load_during,
         "page_open_to_first_render_s": percentiles(opens),
         "upload_to_viewers_s": percentiles(uploads),
         "selection_to_predictions_s": percentiles(selections),
+        "server_cpu_s_per_analysed_lesion": round(server_cpu_s / len(selections), 3) if selections else None,
         "server_rss_mib": {
             "idle_after_start": round(idle_rss / 2**20, 1),
-            "after_warm_up": round(memo.get("warm_rss", 0) / 2**20, 1),
+            "after_warm_up": round(warm / 2**20, 1),
             "peak": round(sampler.peak / 2**20, 1),
-            "samples": len(sampler.samples),
+            "per_session": round((sampler.peak - warm) / 2**20 / sessions, 1),
         },
         "cpu_during_load": {
             "server_cpu_s": round(server_cpu_s, 1),
             "server_cores_used": round(server_cpu_s / load_wall_s, 2),
             "machine_busy_cpu_s": round(busy_s, 1),
             "machine_cores_busy": round(busy_s / load_wall_s, 2),
-            "note": "the rest of the busy time is chromium (10 pages) and anything else on the machine",
         },
         "load_phase_wall_s": round(load_wall_s, 1),
-        "total_wall_s": round(time.monotonic() - started, 1),
         "errors": errors,
+    }
+    if nginx is not None:
+        per_process: dict[str, int] = {}
+        for served in routes.values():
+            for upstream in served:
+                per_process[upstream] = per_process.get(upstream, 0) + 1
+        result["sessions_per_process"] = per_process  # WebSocket sessions per app process (nginx log)
+        result["routes_served_by_two_processes"] = sum(len(v) > 1 for v in routes.values())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Many browser sessions against the app's server(s).")
+    parser.add_argument(
+        "--sessions", default="10", help="concurrent users, or a list of levels run in turn (e.g. 5,10,20)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="page opens per user (default 2)")
+    parser.add_argument("--selections", type=int, default=2, help="lesion selections per page (default 2)")
+    parser.add_argument("--stagger-s", type=float, default=0.2, help="delay between users' starts")
+    parser.add_argument("--budget-s", type=float, default=150.0, help="no new round after this (default 150)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server(s) (and nginx) on CPU 0, chromium and this script on CPU 1 (taskset)",
+    )
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="app processes per level, or a list run in turn (e.g. 1,2); more than one: behind nginx",
+    )
+    parser.add_argument("--p95-limit-s", type=float, default=2.0, help="the latency a level must keep (p95)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "load.json"))
+    args = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"{CHROMIUM} is missing: nothing measured", file=sys.stderr)
+        return 2
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # chromium, launched from here, inherits it
+
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="livercore-load-"))
+    levels = []
+    try:
+        for processes in (int(v) for v in str(args.processes).split(",")):
+            for sessions in (int(v) for v in str(args.sessions).split(",")):
+                level = run_level(args, sessions, processes, tmp)
+                levels.append(level)
+                print(json.dumps(level), flush=True)
+    finally:
+        if not os.environ.get("LIVERCORE_KEEP_LOAD_FILES"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    import streamlit
+    import torch
+
+    def carried(processes: int) -> int | None:
+        ok = [
+            lv["sessions"]
+            for lv in levels
+            if lv["processes"] == processes
+            and lv["selection_to_predictions_s"].get("p95", 1e9) <= args.p95_limit_s
+            and lv["page_open_to_first_render_s"].get("p95", 1e9) <= args.p95_limit_s
+            and not lv["errors"]
+        ]
+        return max(ok) if ok else None
+
+    result = {
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_name(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "streamlit": streamlit.__version__,
+            "torch": torch.__version__,
+        },
+        "setup": {
+            "server": "`streamlit run streamlit_app.py` (committed .streamlit/config.toml); with 2+ processes, "
+            "Debian's nginx in front with sticky sessions (tests/proxy_harness.py, docs/deploy.md)",
+            "pinning": "server(s) and nginx on CPU 0, chromium on CPU 1 (taskset)"
+            if args.pin
+            else "none: server and chromium share the CPUs",
+            "browser": "one Debian chromium, headless, --disable-gpu; one context per user",
+            "rounds": args.rounds,
+            "selections_per_round": args.selections,
+            "stagger_s": args.stagger_s,
+            "poll_ms": POLL_MS,
+            "each_selection": "five phase-models + their Grad-CAMs on new crops (no cache hit)",
+            "cpu_s_per_lesion": "all the server's CPU time during the load (page opens and uploads included) "
+            "over the selections analysed",
+        },
+        "levels": levels,
+        "table": [
+            {
+                "processes": lv["processes"],
+                "sessions": lv["sessions"],
+                "open_p50_p95_s": [lv["page_open_to_first_render_s"].get(k) for k in ("p50", "p95")],
+                "upload_p50_p95_s": [lv["upload_to_viewers_s"].get(k) for k in ("p50", "p95")],
+                "selection_p50_p95_s": [lv["selection_to_predictions_s"].get(k) for k in ("p50", "p95")],
+                "cpu_s_per_lesion": lv["server_cpu_s_per_analysed_lesion"],
+                "rss_mib_per_session": lv["server_rss_mib"]["per_session"],
+                "errors": len(lv["errors"]),
+            }
+            for lv in levels
+        ],
+        f"sessions_carried_at_p95_le_{args.p95_limit_s:g}_s": {
+            f"{n} process(es)": carried(n) for n in sorted({lv["processes"] for lv in levels})
+        },
+        "total_wall_s": round(time.monotonic() - started, 1),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
-    return 1 if errors else 0
+    print(json.dumps(result["table"], indent=1))
+    print(json.dumps(result[f"sessions_carried_at_p95_le_{args.p95_limit_s:g}_s"]))
+    return 1 if any(lv["errors"] for lv in levels) else 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

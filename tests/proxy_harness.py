@@ -56,6 +56,7 @@ http {{
         listen 127.0.0.1:{port};
         client_max_body_size 200m;          # = server.maxUploadSize
         proxy_request_buffering off;        # stream uploads instead of buffering them on disk
+        proxy_max_temp_file_size 0;         # nor responses (images): memory buffers only
         location / {{
             proxy_pass http://livercore;
             proxy_http_version 1.1;
