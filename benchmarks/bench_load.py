@@ -337,6 +337,7 @@ async def load_test(
             memo["warm_cpu_s"] = sum(tree_cpu_s(pid) for pid in server_pids)  # the load's CPU from here
             memo["warm_busy_s"] = machine_busy_s()
             memo["warm_t"] = time.monotonic()
+            memo["warm_epoch"] = time.time()
             memo["warm_rss"] = sum(tree_rss_bytes(pid) for pid in server_pids)
             deadline = time.monotonic() + args.budget_s
             logs = [SessionLog() for _ in range(args.sessions)]
@@ -380,6 +381,8 @@ def run_level(args: argparse.Namespace, sessions: int, processes: int, tmp: Path
     ports = [free_port() for _ in range(processes)]
     load_before = uptime()
     env = dict(os.environ)
+    run_times = tmp / f"run-times-{sessions}-{processes}.log"
+    env["LIVERCORE_RUN_TIMES"] = str(run_times)  # the server's own share of every script run
     if (
         args.pin
     ):  # one core: one thread per math library, as docs/deploy.md says (processes x threads <= cores)
@@ -417,6 +420,11 @@ def run_level(args: argparse.Namespace, sessions: int, processes: int, tmp: Path
     selections = [t for log in logs for t in log.selection_s]
     errors = [e for log in logs for e in log.errors]
     warm = memo.get("warm_rss", 0)
+    server_runs = []  # wall time of every review-page script run after the warm-up, on the server
+    for line in run_times.read_text().splitlines() if run_times.exists() else []:
+        page, start, wall_ms = line.split()
+        if page == "review" and float(start) >= memo.get("warm_epoch", 0):
+            server_runs.append(float(wall_ms) / 1000)
     result: dict[str, Any] = {
         "sessions": sessions,
         "processes": processes,
@@ -426,6 +434,7 @@ def run_level(args: argparse.Namespace, sessions: int, processes: int, tmp: Path
         "page_open_to_first_render_s": percentiles(opens),
         "upload_to_viewers_s": percentiles(uploads),
         "selection_to_predictions_s": percentiles(selections),
+        "server_review_script_runs_s": percentiles(server_runs),
         "server_cpu_s_per_analysed_lesion": round(server_cpu_s / len(selections), 3) if selections else None,
         "server_rss_mib": {
             "idle_after_start": round(idle_rss / 2**20, 1),
@@ -540,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
                 "open_p50_p95_s": [lv["page_open_to_first_render_s"].get(k) for k in ("p50", "p95")],
                 "upload_p50_p95_s": [lv["upload_to_viewers_s"].get(k) for k in ("p50", "p95")],
                 "selection_p50_p95_s": [lv["selection_to_predictions_s"].get(k) for k in ("p50", "p95")],
+                "server_run_p50_p95_s": [lv["server_review_script_runs_s"].get(k) for k in ("p50", "p95")],
+                "server_cores_used": lv["cpu_during_load"]["server_cores_used"],
+                "machine_cores_busy": lv["cpu_during_load"]["machine_cores_busy"],
                 "cpu_s_per_lesion": lv["server_cpu_s_per_analysed_lesion"],
                 "rss_mib_per_session": lv["server_rss_mib"]["per_session"],
                 "errors": len(lv["errors"]),

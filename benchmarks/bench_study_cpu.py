@@ -84,6 +84,48 @@ def profile(steps: int = 20) -> list[dict[str, Any]]:
     ]
 
 
+def batched_sessions(k: int = 5, batch: int = 128, repeats: int = 3) -> dict[str, Any]:
+    """Forward and backward of k triphasic networks on k minibatches, one thread: one after the
+    other, against all k in one batched computation (torch.func.stack_module_state + vmap, which
+    turns the convolutions into grouped ones). Milliseconds per round of k minibatches."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from livercore.model import LiverNet
+
+    torch.set_num_threads(1)
+    nets = [LiverNet(3) for _ in range(k)]  # training mode: dropout too, each network its own masks
+    xs = torch.rand(k, batch, 3, 70, 70)
+    ys = torch.randint(0, 5, (k, batch))
+
+    def sequential() -> None:
+        for net, x, y in zip(nets, xs, ys, strict=True):
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+
+    params, buffers = stack_module_state(nets)  # type: ignore[arg-type]
+    base = LiverNet(3).to("meta")
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    def batched() -> None:
+        logits = vmap(one, randomness="different")(params, buffers, xs)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), ys.flatten()).backward()
+
+    out = {}
+    for name, fn in (("sequential", sequential), ("vmap_batched", batched)):
+        fn()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        out[f"{name}_ms_per_round"] = round((time.perf_counter() - t) / repeats * 1000)
+    out["ratio_batched_to_sequential"] = round(
+        out["vmap_batched_ms_per_round"] / out["sequential_ms_per_round"], 2
+    )
+    out["networks"] = k
+    out["minibatch"] = batch
+    return out
+
+
 def main(steps: int = 45) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
@@ -107,6 +149,7 @@ def main(steps: int = 45) -> dict[str, Any]:
             "one_process_per_core": round(STUDY_IMAGES / fanned / 60, 1),
         },
         "profile_top_ops_one_process": profile(),
+        "batched_sessions_one_thread": batched_sessions(),
         "fan_out_wall_s": round(wall, 1),
     }
     report["load_average_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]

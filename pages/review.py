@@ -14,7 +14,7 @@ from livercore.app.report import report_json, report_png
 from livercore.app.uploads import UploadPool
 from livercore.captures import read_capture
 from livercore.errors import InputError
-from livercore.measure import ROI_DIAMETER_MM, measure_case
+from livercore.measure import ROI_DIAMETER_MM
 from livercore.teaching import catalogue
 from livercore.vocab import LIVER_WINDOW, PHASE_MODELS, PHASES, SUBTYPE_LABELS, Phase, Window
 
@@ -330,7 +330,7 @@ measurements = None
 st.subheader("3. Attenuation")
 if case.is_hu:
     aorta = marks.aorta or ({p: aorta_centre for p in PHASES} if aorta_centre else {})
-    measurements = measure_case(case.images, case.spacing_mm, marks.boxes, marks.liver, aorta)
+    measurements = state.measurements(case, marks, aorta)
     m1, m2 = st.columns([1, 1])
     m1.table(measurements.rows())
     m1.caption(

@@ -200,6 +200,7 @@ def test_study_cli_trains_on_a_sites_own_dicom_manifests(tmp_path: Path, capsys:
 
     export_cohort("site-train", tmp_path / "train", seed=5, size=10, workers=1)
     export_cohort("site-test", tmp_path / "test", seed=6, size=4, workers=1)
+    export_cohort("site-valid", tmp_path / "valid", seed=7, size=4, workers=1)
     out = tmp_path / "study"
     args = [
         "study",
@@ -216,13 +217,32 @@ def test_study_cli_trains_on_a_sites_own_dicom_manifests(tmp_path: Path, capsys:
         "2",
         "--device",
         "cpu",
+        "--validation",
+        str(tmp_path / "valid"),
+        "--filters",
+        "8,8,16",
         "--out",
         str(out),
     ]
     assert main(args) == 0
     predictions = pd.read_csv(out / "predictions_test.csv")
     assert sorted(predictions.model.unique()) == ["delayed", "triphasic"] and len(predictions) == 8
-    assert json.loads((out / "cards" / "triphasic_s1.json").read_text())["config"]["variants_per_image"] == 2
+    card = json.loads((out / "cards" / "triphasic_s1.json").read_text())
+    assert card["config"]["variants_per_image"] == 2 and card["net"]["filters"] == [8, 8, 16]
+    # the validation cohort's accuracy of the final weights, in the card and in metrics.json
+    from livercore.dataset import from_manifest
+    from livercore.model import load_model, predict_proba, select_channels
+
+    valid = from_manifest(tmp_path / "valid", sections="largest")
+    saved = load_model(out / "weights" / "triphasic_s1.pt")
+    expected = float(
+        np.mean(predict_proba(saved.net, select_channels(valid.x, saved.phase_model)).argmax(1) == valid.y)
+    )
+    assert card["validation_accuracy"] == expected
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sessions"]["triphasic/s1"]["validation_accuracy"] == expected
+    assert metrics["validation_accuracy"]["triphasic"] == round(expected, 4)
+    assert main([*args[:-2], "--validation", str(tmp_path / "test"), "--out", str(tmp_path / "x")]) != 0
 
 
 def test_a_manifest_with_missing_columns_is_refused_with_a_sentence(

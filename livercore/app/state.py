@@ -170,6 +170,21 @@ def with_image_checks(
     return analysis.with_findings(findings)
 
 
+def measurements(case: ReviewCase, marks: Marks, aorta: dict[Phase, Point]) -> Measurements:
+    """Lesion, liver and aorta HU of a case under its marks (measure.measure_case), cached: a
+    repeated view (another model, method or page) does not measure again."""
+    key = repr((sorted(marks.boxes.items()), sorted(marks.liver.items()), sorted(aorta.items())))
+    return _measurements(case.token, key, case, marks, aorta)
+
+
+@st.cache_data(max_entries=256, ttl=UPLOAD_CACHE_TTL_S, show_spinner=False)
+def _measurements(token: str, key: str, _case: ReviewCase, _marks: Marks, _aorta: dict) -> Measurements:
+    from livercore.measure import measure_case
+
+    del token, key  # only the cache key
+    return measure_case(_case.images, _case.spacing_mm, _marks.boxes, _marks.liver, _aorta)
+
+
 def open_teaching_case(case_id: str) -> ReviewCase:
     """A teaching case by id (livercore.teaching.catalogue.open_case), shared and read-only: a
     stored example is read once, a phantom case regenerated once, then reused. The case and
