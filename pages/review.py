@@ -62,8 +62,7 @@ def use_pool(
     `read` reads the items, only when the pool does not hold them already (not every run)."""
     pool = state.upload_pool()
     if pool and pool.holds(source, files):
-        if pool.view != view or pool.pixel_mm != pixel_mm:
-            pool.show(view, read(), labels, pixel_mm)
+        pool.show(view, read, labels, pixel_mm)
         return
     state.set_upload_pool(UploadPool.start(source, files, view, read(), labels, pixel_mm))
     st.query_params.clear()

@@ -47,5 +47,15 @@ def test_another_slice_of_the_same_series_keeps_the_pool(slices) -> None:
     pool = UploadPool.start("series", ("s",), (1, 1, 1), [slices[U], slices[A], slices[D]], ["u", "a", "d"])
     pool.build()
     assert pool.holds("series", ("s",)) and not pool.holds("dicom", ("s",))
-    pool.show((2, 1, 1), [slices[U], slices[A], slices[D]], ["u2", "a", "d"], None)
+    pool.show((2, 1, 1), lambda: [slices[U], slices[A], slices[D]], ["u2", "a", "d"], None)
     assert pool.stale and pool.keeps_marks and pool.labels[0] == "u2"
+
+
+def test_the_same_view_of_the_same_uploads_is_not_read_again(slices) -> None:
+    """The review page asks on every rerun; the files are read only for a new view."""
+    pool = UploadPool.start("dicom", ("f",), (), [slices[U], slices[A], slices[D]], ["u", "a", "d"])
+    reads = []
+    pool.show((), lambda: reads.append(1) or [slices[U], slices[A], slices[D]], ["u", "a", "d"], None)
+    assert reads == []
+    pool.show((), lambda: reads.append(1) or [slices[U], slices[A], slices[D]], ["u", "a", "d"], 0.7)
+    assert reads == [1] and pool.pixel_mm == 0.7

@@ -9,7 +9,7 @@ keeps the pool, its assignment and the lesion marks.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,11 +61,16 @@ class UploadPool:
         return self.source == source and self.files == files
 
     def show(
-        self, view: tuple[int, ...], items: Sequence[Item], labels: Sequence[str], pixel_mm: float | None
+        self,
+        view: tuple[int, ...],
+        read: Callable[[], Sequence[Item]],
+        labels: Sequence[str],
+        pixel_mm: float | None,
     ) -> None:
-        """Other slices (or pixel size) of the same uploads: the assignment and marks stay."""
+        """Other slices (or pixel size) of the same uploads: the assignment and marks stay.
+        `read` gives the items; it is called only for a view the pool does not show already."""
         if self.view != view or self.pixel_mm != pixel_mm:
-            self.view, self.items, self.labels, self.pixel_mm = view, list(items), list(labels), pixel_mm
+            self.view, self.items, self.labels, self.pixel_mm = view, list(read()), list(labels), pixel_mm
 
     def assign(self, chosen: Mapping[Phase, int]) -> bool:
         """Use the phase pickers' choice; False (nothing changed) unless each item is used once."""
