@@ -120,7 +120,7 @@ for name, result in analysis.results.items():
     with row[1]:
         ui.cam_panel(crops, result, phase, opacity=opacity, method=method, width=160, explain=False)
     with row[2]:
-        ui.contribution_bars(result, key=f"compare_contribution_{name}", explain=False)
+        ui.contribution_bars(result, explain=False)
     row[3].caption(
         f"test accuracy {reference.loc[name, 'paper test accuracy']}  \n"
         f"AUC {reference.loc[name, 'paper AUC (A-B vs C-E)']}  \n"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from livercore.app import figures, inputs, quiz, state, ui
+from livercore.app import inputs, quiz, state, ui
 from livercore.errors import InputError
 from livercore.teaching import catalogue, features, progress, record, schedule, views
 from livercore.teaching.catalogue import TeachingCase
@@ -263,12 +263,9 @@ with right:
         st.markdown(
             f"**What the network said.** {quiz.model_sentence(phase_set, result.probabilities, feedback.truth)}"
         )
-        st.plotly_chart(
-            figures.probability_figure(result.probabilities, height=200, categories=result.categories),
-            key="quiz_probabilities",
-        )
+        ui.probability_bars(result)
         st.markdown("**Which phase its answer rests on, and where it looked**")
-        ui.contribution_bars(result, key="quiz_contribution")
+        ui.contribution_bars(result)
         leading = result.contribution.leading if result.contribution else PHASE_MODELS[name].phases[0]
         ui.cam_panel(crops, result, leading, opacity=CAM_OPACITY, method="GradCAM", width=210)
         ui.cam_legend()

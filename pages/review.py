@@ -370,11 +370,9 @@ r1, r2 = st.columns([1, 1])
 with r1:
     ui.probability_headline(result)
     st.caption(compare.agreement(analysis).sentences[0])
-    st.plotly_chart(
-        figures.probability_figure(result.probabilities, categories=result.categories), key="probabilities"
-    )
+    ui.probability_bars(result)
     st.markdown("**Which phase carries the decision**")
-    ui.contribution_bars(result, key="contribution")
+    ui.contribution_bars(result)
 with r2:
     leading = result.contribution.leading if result.contribution else seen[0]
     cam_phase = st.radio(

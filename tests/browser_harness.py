@@ -43,10 +43,9 @@ NEW_PREDICTION = """([old, n]) => {
   if (!document.body.innerText.includes('Triphasic model:')) return false;
   return imgs[0].src !== old;
 }"""
-# The phases (y labels) of the bar charts whose x axis reads "points of P(...)": the contributions.
-_CONTRIBUTION_BARS = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
-  .filter(gd => ((gd._fullLayout.xaxis.title || {}).text || '').startsWith('points of P('))
-  .flatMap(gd => gd.data[0].y)"""
+# The phases of the contribution bars (figures.contribution_bars_html), in page order.
+_CONTRIBUTION_BARS = """() => Array.from(document.querySelectorAll('[role=list][aria-label^="Points of P("] [data-phase]'))
+  .map(row => row.dataset.phase)"""
 # True once the script has finished and at least n images are on the page, all loaded.
 _SETTLED = """(n) => {
   const app = document.querySelector('[data-testid=stApp]');

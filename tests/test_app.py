@@ -475,7 +475,55 @@ def test_viewer_draws_its_rois_whole_and_keeps_the_toolbar_off_the_image() -> No
     stats: dict[Phase, measure.RoiStats | None] = dict.fromkeys(PHASES, measure.RoiStats(50.0, 10.0, 100))
     curve = figures.attenuation_figure(measure.Measurements(stats, stats, stats, {}))
     assert curve.layout.margin.t == figures.TOOLBAR_PX and curve.layout.legend.y < 0  # legend below
-    assert figures.probability_figure(np.full(5, 0.2)).layout.margin.t == figures.TOOLBAR_PX
+
+
+def _bar_rows(markup: str, attribute: str) -> list[tuple[str, str, str]]:
+    """(data attribute, the bar's style, the number's text) of each row of HTML bars."""
+    from html.parser import HTMLParser
+
+    rows: list[list[str]] = []
+
+    class Rows(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if attribute in a:
+                rows.append([a[attribute] or "", "", ""])
+            elif (
+                rows and "background:" in (a.get("style") or "") and "rgba(128" not in (a.get("style") or "")
+            ):
+                rows[-1][1] = a["style"] or ""
+
+        def handle_data(self, data: str) -> None:
+            if rows and data.strip():
+                rows[-1][2] = data.strip()
+
+    Rows().feed(markup)
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def test_probability_bars_show_the_known_categories_in_order_at_their_probability() -> None:
+    rows = _bar_rows(
+        figures.probability_bars_html(np.array([0.004, 0.2, 0.3, 0.25, 0.246]), categories=CATEGORIES[:2]),
+        "data-category",
+    )
+    assert [r[0] for r in rows] == ["A", "B"]  # only the categories the model knows, A first
+    assert "width:0.4%" in rows[0][1] and rows[0][2] == "<1 %"  # never a misleading "0 %"
+    assert "width:20.0%" in rows[1][1] and rows[1][2] == "20 %"
+    assert Category.B.info.colour in rows[1][1]
+
+
+def test_contribution_bars_grow_from_the_centre_for_and_against() -> None:
+    contribution = PhaseContribution(
+        Category.A, {Phase.UNENHANCED: 0.01, Phase.ARTERIAL: 0.4, Phase.DELAYED: -0.1}, 0.7, 0.4
+    )
+    markup = figures.contribution_bars_html(contribution)
+    rows = _bar_rows(markup, "data-phase")
+    assert [r[0] for r in rows] == ["unenhanced", "arterial", "delayed"]
+    assert [r[2] for r in rows] == ["+1 point", "+40 points", "-10 points"]
+    # the largest bar fills most of its half (40 points on a +-46 scale), rightwards from 50 %
+    assert "left:50%;width:43.5%" in rows[1][1]
+    assert "left:39.1%;width:10.9%" in rows[2][1]  # against: leftwards, ending at the centre
+    assert 'aria-label="Points of P(A) each phase carries"' in markup
 
 
 def test_figures_built_without_validation_are_the_validated_figures() -> None:
@@ -496,10 +544,6 @@ def test_figures_built_without_validation_are_the_validated_figures() -> None:
     stats[Phase.DELAYED] = None
     built += [
         figures.attenuation_figure(measure.Measurements(stats, stats, dict.fromkeys(PHASES), {})),
-        figures.probability_figure(np.array([0.1, 0.2, 0.3, 0.25, 0.15]), categories=CATEGORIES[:4]),
-        figures.contribution_figure(
-            PhaseContribution(Category.A, {Phase.ARTERIAL: 0.4, Phase.DELAYED: -0.1}, 0.7, 0.4)
-        ),
     ]
     for fig in built:
         validated = go.Figure(fig.to_dict())

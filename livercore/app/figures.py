@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -123,7 +124,10 @@ def viewer_figure(
                 "mode": "markers",
                 "hoverinfo": "none",
                 "showlegend": False,
-                "marker": {"size": step * 1.5, "opacity": 0},
+                # plotly finds the clicked point in the data, not in the drawing: one drawn
+                # point instead of some 8000 makes a viewer 25x cheaper to draw (about 35 ms
+                # against 900 ms in chromium), and a click selects the same point
+                "marker": {"size": step * 1.5, "opacity": 0, "maxdisplayed": 1},
                 "selected": {"marker": {"opacity": 0}},
                 "unselected": {"marker": {"opacity": 0}},
             }
@@ -158,9 +162,15 @@ def viewer_figure(
             )
             keep.append((r - radius - 3, c - radius - 3, r + radius + 3, c + radius + 3))  # + the line
     (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre, keep=keep)
-    return trusted_figure(
-        data, viewer_layout_spec(shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
+    layout = viewer_layout_spec(shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
+    # The modes Streamlit gives a chart that selects boxes (or points) once it is drawn, which
+    # has the chart drawn again: set from the start, the viewer is drawn once.
+    modes = (
+        {"clickmode": "event+select", "dragmode": "pan"}
+        if clickable
+        else {"clickmode": "event", "dragmode": "select"}
     )
+    return trusted_figure(data, {**layout, **modes})
 
 
 def viewer_layout_spec(
@@ -257,34 +267,6 @@ def _rect(box: LesionBox, colour: str) -> dict:
 def percent(value: float) -> str:
     """A probability in % for display: "<1 %" rather than a misleading "0 %"."""
     return "<1 %" if value < 0.5 else f"{value:.0f} %"
-
-
-def probability_figure(
-    probabilities: np.ndarray, *, height: int = 230, categories: Sequence[Category] = CATEGORIES
-) -> go.Figure:
-    """Horizontal bars: the category probabilities (5,) in %, each in its category colour; only
-    the `categories` the model knows (a model trained without C has no C bar)."""
-    shown = [c for c in CATEGORIES if c in categories]
-    labels = [f"{c.value}  {c.info.name}" for c in shown]
-    values = [float(probabilities[c.output_index]) * 100 for c in shown]
-    bars = {
-        "type": "bar",
-        "x": values,
-        "y": labels,
-        "orientation": "h",
-        "marker": {"color": [c.info.colour for c in shown]},
-        "text": [percent(v) for v in values],
-        "textposition": "outside",
-        "cliponaxis": False,
-        "hovertemplate": "%{y}: %{x:.1f} %<extra></extra>",
-    }
-    layout = {
-        "height": height,
-        "margin": {"l": 0, "r": 40, "t": TOOLBAR_PX, "b": 30},
-        "xaxis": {"range": [0, 100], "title": {"text": "probability (%)"}, "fixedrange": True},
-        "yaxis": {"autorange": "reversed", "fixedrange": True},
-    }
-    return trusted_figure([bars], layout)
 
 
 def probability_heatmap(table: Mapping[str, np.ndarray], *, height: int = 280) -> go.Figure:
@@ -385,32 +367,52 @@ _CAM_LUT_RGB = _cam_lut()
 PHASE_COLOURS = {Phase.UNENHANCED: "#999999", Phase.ARTERIAL: "#D55E00", Phase.DELAYED: "#0072B2"}
 
 
-def contribution_figure(contribution: PhaseContribution, *, height: int = 170) -> go.Figure:
-    """One horizontal bar per phase: its Shapley value for P(target), in percentage points."""
-    phases = list(contribution.points)
-    values = [contribution.points[p] * 100 for p in phases]
-    limit = max(10.0, *(abs(v) * 1.25 for v in values))
-    bars = {
-        "type": "bar",
-        "x": values,
-        "y": [p.value for p in phases],
-        "orientation": "h",
-        "marker": {"color": [PHASE_COLOURS[p] for p in phases]},
-        "text": [points_text(v / 100) for v in values],
-        "textposition": "outside",
-        "cliponaxis": False,
-        "hovertemplate": "%{y} phase: %{x:+.1f} points<extra></extra>",
-    }
-    layout = {
-        "height": height,
-        "margin": {"l": 0, "r": 30, "t": 10, "b": 30},
-        "xaxis": {
-            "range": [-limit, limit],
-            "title": {"text": f"points of P({contribution.target.value})"},
-            "fixedrange": True,
-            "zeroline": True,
-        },
-        "yaxis": {"autorange": "reversed", "fixedrange": True},
-        "showlegend": False,
-    }
-    return trusted_figure([bars], layout)
+# --- bars as HTML ---------------------------------------------------------------------------------
+# The review, compare and quiz pages redraw their bars on every lesion selection. As plotly
+# charts each cost the browser some 100-300 ms of main-thread time per redraw (benchmarks/
+# bench_app.py); as HTML they cost next to nothing, and carry their numbers printed beside them.
+_BAR_ROW = (
+    "display:grid;grid-template-columns:{label};align-items:center;column-gap:0.6em;"
+    "margin:0.2em 0;font-size:0.875rem;line-height:1.4"
+)
+_TRACK = "position:relative;height:1.05em;background:rgba(128,128,128,0.16);border-radius:2px"
+_NUMBER = "text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap"
+
+
+def probability_bars_html(probabilities: np.ndarray, *, categories: Sequence[Category] = CATEGORIES) -> str:
+    """The category probabilities (5,) as horizontal bars, each in its category colour, its
+    percentage beside it; only the `categories` the model knows (a model trained without C
+    has no C bar). HTML for st.html."""
+    shown = [c for c in CATEGORIES if c in categories]
+    rows = []
+    for c in shown:
+        value = float(probabilities[c.output_index]) * 100
+        rows.append(
+            f'<div role="listitem" data-category="{c.value}" style="{_BAR_ROW.format(label="13em 1fr 3.2em")}">'
+            f"<span>{c.value}&nbsp; {html.escape(c.info.name)}</span>"
+            f'<span style="{_TRACK}"><span style="position:absolute;left:0;top:0;bottom:0;'
+            f'width:{min(max(value, 0.0), 100.0):.1f}%;background:{c.info.colour};border-radius:2px"></span></span>'
+            f'<span style="{_NUMBER}">{html.escape(percent(value))}</span></div>'
+        )
+    return f'<div role="list" aria-label="Probability of each category (calibrated, %)">{"".join(rows)}</div>'
+
+
+def contribution_bars_html(contribution: PhaseContribution) -> str:
+    """One bar per phase from a centre line: its Shapley value for P(target), in percentage
+    points (right: for, left: against), the signed points beside it. HTML for st.html."""
+    values = {p: contribution.points[p] * 100 for p in contribution.points}
+    limit = max(10.0, *(abs(v) * 1.15 for v in values.values()))
+    rows = []
+    for p, v in values.items():
+        half = min(abs(v) / limit, 1.0) * 50
+        side = f"left:50%;width:{half:.1f}%" if v >= 0 else f"left:{50 - half:.1f}%;width:{half:.1f}%"
+        rows.append(
+            f'<div role="listitem" data-phase="{p.value}" style="{_BAR_ROW.format(label="6.5em 1fr 5.5em")}">'
+            f"<span>{p.value}</span>"
+            f'<span style="{_TRACK}"><span style="position:absolute;left:50%;top:-2px;bottom:-2px;'
+            f'border-left:1px solid rgba(128,128,128,0.8)"></span><span style="position:absolute;top:0;'
+            f'bottom:0;{side};background:{PHASE_COLOURS[p]};border-radius:2px"></span></span>'
+            f'<span style="{_NUMBER}">{points_text(v / 100)} point{"" if round(abs(v)) == 1 else "s"}</span></div>'
+        )
+    label = f"Points of P({contribution.target.value}) each phase carries"
+    return f'<div role="list" aria-label="{html.escape(label)}">{"".join(rows)}</div>'

@@ -257,16 +257,14 @@ def cam_legend() -> None:
     st.image(figures.cam_colourbar_png(), width=210)
 
 
-def contribution_bars(result: ModelResult, *, key: str, explain: bool = True) -> None:
+def contribution_bars(result: ModelResult, *, explain: bool = True) -> None:
     """A multi-phase model's phase contributions as one bar per phase, with its sentence (and,
     with `explain`, what the bars are)."""
     if result.contribution is None:
         phase = PHASE_MODELS[result.name].phases[0]
         st.caption(f"This model sees one phase ({phase.value}): all its evidence comes from it.")
         return
-    st.plotly_chart(
-        figures.contribution_figure(result.contribution), key=key, config={"displayModeBar": False}
-    )
+    st.html(figures.contribution_bars_html(result.contribution))
     (st.markdown if explain else st.caption)(result.contribution.sentence())
     if explain:
         st.caption(CONTRIBUTION_CAPTION)
@@ -290,6 +288,11 @@ def ood_notice(result: ModelResult, *, model_label: bool = False) -> None:
         f"learnt from:\n{reasons}",
         icon=":material/report:",
     )
+
+
+def probability_bars(result: ModelResult) -> None:
+    """The model's calibrated probability of each category it knows, as bars."""
+    st.html(figures.probability_bars_html(result.probabilities, categories=result.categories))
 
 
 def probability_headline(result: ModelResult) -> None:
