@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("GradCAM", "GradCAM++", "EigenCAM")
@@ -163,7 +164,7 @@ def main(repeats: int = 40) -> dict[str, Any]:
     crops = preprocess_case(case.hu, boxes, case.spacing_mm)
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "repeats": repeats,
         "load_average_before": round(os.getloadavg()[0], 2),
@@ -223,16 +224,6 @@ def main(repeats: int = 40) -> dict[str, Any]:
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
     return report
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@
    arterial viewer to the new crops, the five models' probabilities (the triphasic model's
    chart, the five-model agreement line) and the triphasic CAMs all on screen (target: median
    <= 0.5 s, issue 16; every selection computes all five models and their CAMs).
-3. The compare page: from clicking its link to all five models' CAMs on screen.
+3. Click to prediction: the same in click mode ("Lesion: click its centre"), one click on the
+   arterial viewer (the viewers then carry a grid of clickable points).
+4. The compare page: from clicking its link to all five models' CAMs on screen.
+
+Beside each latency: the server's own script-run time for it (LIVERCORE_RUN_TIMES), so that
+what is left is the browser's. With --profile, where the time goes: the top functions of the
+server's script runs during the selections (cProfile, LIVERCORE_PROFILE_DIR) and the browser's
+main-thread time during the last selections by script (Chrome's sampling profiler).
 
 Uses the models in $LIVERCORE_MODELS or models/ when there are any, else untrained ones (same
 network, same cost). Writes benchmarks/results/app.json.
@@ -23,15 +30,21 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
+    _CLICKABLE,
     COMPARE_IMAGES,
     NEW_PREDICTION,
     PREDICTION_IMAGES,
+    click_point,
     crop_sources,
     draw_box,
     free_port,
@@ -39,6 +52,7 @@ from tests.browser_harness import (  # noqa: E402  (the repository root must be 
     start_server,
     stop_server,
     upload_dicom,
+    wait_healthy,
     wait_settled,
 )
 
@@ -55,6 +69,71 @@ def models_folder(tmp: Path) -> tuple[Path, str]:
     return write_untrained_models(tmp / "models"), "untrained models (same network and cost as trained ones)"
 
 
+def _median_ms(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+def server_runs(log: Path, starts: list[tuple[float, float]]) -> list[float]:
+    """The wall ms of the review page's script runs that began within each (start, seconds)."""
+    runs = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+    out = []
+    for t0, seconds in starts:
+        mine = [
+            float(ms)
+            for page, start, ms in runs
+            if page == "review" and t0 - 0.05 <= float(start) <= t0 + seconds
+        ]
+        out.append(sum(mine))
+    return out
+
+
+def server_profile_top(folder: Path, windows: list[tuple[int, float]], n: int = 15) -> list[dict[str, Any]]:
+    """The n functions with the most cumulative time over the review page's profiled runs that
+    began in one of the `windows` ((perf_counter_ns at the start, seconds): the selections).
+    The files are named <page>-<perf_counter_ns>-<ms>.prof; the clock is the machine's
+    monotonic one, the same in this process and the server."""
+    import pstats
+
+    def inside(f: Path) -> bool:
+        start = int(f.name.split("-")[1])
+        return any(t0 - 50_000_000 <= start <= t0 + seconds * 1e9 for t0, seconds in windows)
+
+    files = sorted(str(f) for f in folder.glob("review-*.prof") if inside(f))
+    if not files:
+        return []
+    stats = pstats.Stats(*files)
+    rows = []
+    for (file, line, name), (_, _, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((cumulative, f"{Path(file).name}:{line}({name})"))
+    rows.sort(reverse=True)
+    return [
+        {"function": where, "cumulative_ms_per_run": round(cum * 1000 / len(files), 1)}
+        for cum, where in rows[:n]
+    ]
+
+
+def browser_buckets(profiles: list[dict[str, Any]]) -> dict[str, float]:
+    """Chrome CPU profiles -> ms per selection by script (plotly's bundle, react-dom, ...),
+    a sample counted under plotly whenever plotly's bundle is on its stack."""
+    from collections import Counter
+
+    total: Counter[str] = Counter()
+    for prof in profiles:
+        nodes = {n["id"]: n for n in prof["nodes"]}
+        parent = {c: n["id"] for n in prof["nodes"] for c in n.get("children", [])}
+        for sample, delta in zip(prof["samples"], prof["timeDeltas"], strict=True):
+            scripts, node = [], sample
+            while node is not None:
+                url = nodes[node]["callFrame"]["url"].rsplit("/", 1)[-1].split(".")[0]
+                if url:
+                    scripts.append(url)
+                node = parent.get(node)
+            name = nodes[sample]["callFrame"]["functionName"]
+            key = "plotly" if "PlotlyChart" in scripts else (scripts[0] if scripts else name)
+            total[key] += delta / 1000
+    return {k: round(v / len(profiles), 1) for k, v in total.most_common(10) if k != "(idle)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time the app in chromium.")
     parser.add_argument("--repeats", type=int, default=7, help="lesion selections to time (default 7)")
@@ -64,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="server on CPU 0, chromium (and this script) on CPU 1 (taskset): the server's own figures",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile the server's runs and the browser (slower)"
+    )
+    parser.add_argument("--clicks", type=int, default=5, help="clicks to time in click mode (default 5)")
     args = parser.parse_args(argv)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     if args.pin:
         os.sched_setaffinity(0, {1})  # chromium, started below, inherits it
 
@@ -81,21 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(tmp / "case" / str(row[p.value]) for p in Phase)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, LIVERCORE_RUN_TIMES=str(tmp / "runs.log"))
+    if args.profile:
+        env["LIVERCORE_PROFILE_DIR"] = str(tmp / "profiles")
+    profiles: list[dict[str, Any]] = []
+    windows: list[tuple[int, float]] = []  # the box selections' (perf_counter_ns, seconds)
 
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         start = time.perf_counter()
-        server = start_server(models, port, cores="0" if args.pin else None)
+        server = start_server(models, port, cores="0" if args.pin else None, env=env)
         try:
-            while True:
-                try:
-                    page.goto(url, timeout=2000)
-                    break
-                except Exception:  # connection refused until the server listens
-                    if time.perf_counter() - start > 60:
-                        raise
-                    time.sleep(0.05)
+            wait_healthy(port, timeout_s=60, poll_s=0.05)  # the browser's retries would interrupt each other
+            page.goto(url)
             page.wait_for_selector("text=Where to start", timeout=60_000)
             page.wait_for_selector("text=Example cases", timeout=60_000)
             wait_settled(page)
@@ -106,18 +189,45 @@ def main(argv: list[str] | None = None) -> int:
             upload_dicom(page, files)
             row_c, col_c = case.lesion_center[Phase.ARTERIAL]
             half = case.lesion_diameter_mm / case.spacing_mm / 2 * 1.1
-            timings = []
-            for i in range(args.repeats + 1):
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Profiler.enable")
+
+            def timed(act: Any, profile: bool) -> tuple[float, float]:
                 old = crop_sources(page) or [""]
-                shift = (i % 4) * 2 - 3  # a slightly different box each time: new crops, no cache hit
-                draw_box(page, 1, row_c + shift, col_c - shift, half + i % 3, release=False)
-                t0 = time.perf_counter()
-                page.mouse.up()
+                if profile:
+                    cdp.send("Profiler.start")
+                wall, t0, ns = time.time(), time.perf_counter(), time.perf_counter_ns()
+                act()
                 page.wait_for_function(
                     NEW_PREDICTION, arg=[old[0], PREDICTION_IMAGES], timeout=60_000, polling=10
                 )
-                timings.append(time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                if profile:
+                    profiles.append(cdp.send("Profiler.stop")["profile"])
+                windows.append((ns, seconds))
+                return wall, seconds
+
+            timings, starts = [], []
+            for i in range(args.repeats + 1):
+                shift = (i % 4) * 2 - 3  # a slightly different box each time: new crops, no cache hit
+                draw_box(page, 1, row_c + shift, col_c - shift, half + i % 3, release=False)
+                wall, seconds = timed(page.mouse.up, args.profile and i > args.repeats - 3)
+                timings.append(seconds)
+                starts.append((wall, seconds))
             first_selection_s, selections = timings[0], timings[1:]
+            selection_server_ms = server_runs(tmp / "runs.log", starts[1:])
+            selection_windows = windows[1:]
+
+            page.get_by_text("Lesion: click its centre").click()
+            page.wait_for_function(_CLICKABLE, timeout=30_000)
+            wait_settled(page)
+            clicks, click_starts = [], []
+            for i in range(args.clicks):
+                shift = ((i % 4) * 2 - 3) * 6  # the grid's points are 5 px apart: another point each time
+                wall, seconds = timed(partial(click_point, page, 1, row_c + shift, col_c - shift), False)
+                clicks.append(seconds)
+                click_starts.append((wall, seconds))
+            click_server_ms = server_runs(tmp / "runs.log", click_starts)
 
             t0 = time.perf_counter()
             page.get_by_role("link", name="Compare all five phase-models on this lesion").click()
@@ -139,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "streamlit": streamlit.__version__,
             "torch": torch.__version__,
+            "cpu": cpu_name(),
+            "load_average_before": load_before,
         },
+        "pinned": "server on CPU 0, chromium and this script on CPU 1" if args.pin else None,
         "browser": "Debian chromium, headless, --disable-gpu",
         "models": models_note,
         "time_to_first_page_s": round(first_page_s, 2),
@@ -149,9 +262,29 @@ def main(argv: list[str] | None = None) -> int:
             "max": round(max(selections), 3),
             "all": [round(t, 3) for t in selections],
             "first_after_upload": round(first_selection_s, 3),
+            "server_run_ms_median": _median_ms(selection_server_ms),
+        },
+        "click_to_prediction_s": {
+            "median": round(statistics.median(clicks), 3) if clicks else None,
+            "all": [round(t, 3) for t in clicks],
+            "server_run_ms_median": _median_ms(click_server_ms),
         },
         "selection_to_prediction_target_s": TARGET_SELECTION_S,
         "compare_page_s": round(compare_s, 2),
+        **(
+            {
+                "profile": {
+                    "server_top_cumulative_during_selections": server_profile_top(
+                        tmp / "profiles", selection_windows
+                    ),
+                    "browser_main_thread_ms_per_selection": browser_buckets(profiles),
+                    "note": "under the profilers (both slow their side down); the latencies above are "
+                    "measured with them on only when --profile is given",
+                }
+            }
+            if args.profile
+            else {}
+        ),
         "meets_targets": first_page_s <= TARGET_FIRST_PAGE_S
         and statistics.median(selections) <= TARGET_SELECTION_S,
     }

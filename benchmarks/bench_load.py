@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
     _DATA_TO_PAGE,
     _SETTLED,
@@ -520,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "streamlit": streamlit.__version__,
@@ -569,16 +571,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result["table"], indent=1))
     print(json.dumps(result[f"sessions_carried_at_p95_le_{args.p95_limit_s:g}_s"]))
     return 1 if any(lv["errors"] for lv in levels) else 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

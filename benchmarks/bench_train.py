@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import asdict, replace
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name
 
 from livercore.model import LiverNet, predict_proba
 from livercore.train import TrainConfig, choose_device, train_model, use_bf16
@@ -35,11 +35,7 @@ RESULTS = Path(__file__).parent / "results"
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    if device.type == "cpu" and Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or device.type
+    return cpu_name() if device.type == "cpu" else device.type
 
 
 def training_speed(config: TrainConfig, device: torch.device, x: np.ndarray, y: np.ndarray) -> float:

@@ -99,7 +99,7 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
         server.wait(timeout=10)
 
 
-def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
+def wait_healthy(port: int, timeout_s: float = 60.0, poll_s: float = 0.2) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -107,7 +107,7 @@ def wait_healthy(port: int, timeout_s: float = 60.0) -> None:
                 if r.status == 200:
                     return
         except OSError:
-            time.sleep(0.2)
+            time.sleep(poll_s)
     raise TimeoutError(f"streamlit did not answer on port {port} within {timeout_s} s")
 
 
