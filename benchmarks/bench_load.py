@@ -19,6 +19,8 @@ RSS, the machine's load) go to benchmarks/results/load.json and stdout.
 
 The browser runs on the same machine as the server: on a small machine chromium's rendering
 competes with the server for the CPUs, so the latencies are an upper bound for the server.
+On this 2-core machine one chromium core saturates before the server's does: for what one
+server core carries, see benchmarks/bench_capacity.py (residents without browsers).
 Runtime is bounded: no new round starts after --budget-s, every wait has a timeout, and the
 sessions still running at --budget-s + 60 s are cancelled (reported as errors).
 """
