@@ -22,9 +22,7 @@ network, same cost). Writes benchmarks/results/app.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py, beside this script)
+from machine import describe, write_result  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
     _CLICKABLE,
@@ -238,20 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(server)
             browser.close()
 
-    import streamlit
-    import torch
-
     result = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "streamlit": streamlit.__version__,
-            "torch": torch.__version__,
-            "cpu": cpu_name(),
-            "load_average_before": load_before,
-        },
+        "machine": describe(load_average_before=load_before),
         "pinned": "server on CPU 0, chromium and this script on CPU 1" if args.pin else None,
         "browser": "Debian chromium, headless, --disable-gpu",
         "models": models_note,
@@ -288,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "meets_targets": first_page_s <= TARGET_FIRST_PAGE_S
         and statistics.median(selections) <= TARGET_SELECTION_S,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_result(result, args.out)
     return 0
 
 

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -47,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py, beside this script)
+from machine import describe, write_result  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 from tests.browser_harness import free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
@@ -288,9 +287,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_server(server)
 
-    import streamlit
-    import torch
-
     carried = [
         r["sessions"]
         for r in results
@@ -300,15 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu": cpu_name(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "streamlit": streamlit.__version__,
-            "torch": torch.__version__,
-            "load_average_before": load_before,
-        },
+        "machine": describe(load_average_before=load_before),
         "setup": {
             "server": "one `streamlit run streamlit_app.py` on the shipped models, pinned to CPU 0 (taskset)",
             "residents": "one asyncio process on CPU 1 speaking Streamlit's websocket protocol; no browser",
@@ -321,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "read_from": "later_selections_s (each resident at their own pace, think time as above); "
         "first_selection_all_at_once_s is the wait when every resident marks at the same moment",
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+    write_result(report, args.out)
     return 0
 
 

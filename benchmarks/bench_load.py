@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py, beside this script)
+from machine import describe  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
     _DATA_TO_PAGE,
@@ -506,9 +505,6 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("LIVERCORE_KEEP_LOAD_FILES"):
             shutil.rmtree(tmp, ignore_errors=True)
 
-    import streamlit
-    import torch
-
     def carried(processes: int) -> int | None:
         ok = [
             lv["sessions"]
@@ -522,14 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu": cpu_name(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "streamlit": streamlit.__version__,
-            "torch": torch.__version__,
-        },
+        "machine": describe(),
         "setup": {
             "server": "`streamlit run streamlit_app.py` (committed .streamlit/config.toml); with 2+ processes, "
             "Debian's nginx in front with sticky sessions (tests/proxy_harness.py, docs/deploy.md)",
