@@ -164,7 +164,7 @@ def viewer_figure(
     (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre, keep=keep)
     layout = viewer_layout_spec(shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
     # The modes Streamlit gives a chart that selects boxes (or points) once it is drawn, which
-    # has the chart drawn again: set from the start, the viewer is drawn once.
+    # has the chart drawn again: set from the start, they leave Streamlit nothing to change.
     modes = (
         {"clickmode": "event+select", "dragmode": "pan"}
         if clickable
@@ -394,7 +394,7 @@ def probability_bars_html(probabilities: np.ndarray, *, categories: Sequence[Cat
             f'width:{min(max(value, 0.0), 100.0):.1f}%;background:{c.info.colour};border-radius:2px"></span></span>'
             f'<span style="{_NUMBER}">{html.escape(percent(value))}</span></div>'
         )
-    return f'<div role="list" aria-label="Probability of each category (calibrated, %)">{"".join(rows)}</div>'
+    return f'<div role="list" aria-label="Probability of each category (%)">{"".join(rows)}</div>'
 
 
 def contribution_bars_html(contribution: PhaseContribution) -> str:
