@@ -106,11 +106,10 @@ def start_nginx(
 
 
 def stop_nginx(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    """Stop the nginx started by start_nginx as the app servers are stopped."""
+    from tests.browser_harness import stop_server
+
+    stop_server(proc)
 
 
 def routes_by_process(prefix: Path, path_prefix: str = "/_stcore/stream") -> dict[str, set[str]]:
