@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from livercore.app import figures, state, ui
+from livercore.app import state, ui
 from livercore.errors import InputError
 from livercore.teaching import catalogue, views
 from livercore.vocab import CATEGORIES, PHASES, SUBTYPE_LABELS, SUBTYPES
@@ -120,7 +120,7 @@ with left:
 with right:
     measurements = views.time_attenuation(case)
     st.markdown("**Time-attenuation** (measured on these images)")
-    st.plotly_chart(figures.attenuation_figure(measurements, height=260), key="library_tac")
+    ui.attenuation_chart(measurements, height=260)
     st.table(measurements.rows())
     st.caption(
         "Mean ± SD in HU. Lesion: the central 70 % of the lesion; liver: a 1 cm circle in homogeneous "

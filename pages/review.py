@@ -8,13 +8,14 @@ from functools import partial
 import streamlit as st
 
 from livercore import preprocess
-from livercore.app import compare, figures, inputs, state, ui
+from livercore.app import compare, inputs, profiling, state, ui, viewer
 from livercore.app.marks import MarkMode, apply_selection, describe_box, resize_boxes
 from livercore.app.report import report_json, report_png
 from livercore.app.uploads import UploadPool
 from livercore.captures import read_capture
 from livercore.errors import InputError
-from livercore.measure import ROI_DIAMETER_MM
+from livercore.measure import ROI_DIAMETER_MM, Point
+from livercore.review_case import ReviewCase
 from livercore.teaching import catalogue
 from livercore.vocab import LIVER_WINDOW, PHASE_MODELS, PHASES, SUBTYPE_LABELS, Phase, Window
 
@@ -260,161 +261,191 @@ if case.is_hu:
 else:
     st.caption("Screen captures are shown as captured (already windowed by the viewer that made them).")
 
-# Apply a selection made in the previous run, then draw the viewers afresh (new keys clear it).
-nonce = st.session_state.setdefault("viewer_nonce", 0)
-marks = state.current_marks()
-for p in PHASES:
-    event = st.session_state.get(f"viewer-{p}-{nonce}")
-    if event and event.get("selection"):
-        updated = apply_selection(
-            marks,
-            p,
-            event["selection"],
-            mode,
-            diameter_mm=diameter,
-            spacing_mm=case.spacing_mm[p],
-            linked=linked_phases,
+
+def mark(phase: Phase) -> None:
+    """Apply the selection just made on `phase`'s viewer (before the run that draws it)."""
+    current = state.current_case()
+    if current is None:
+        return
+    state.set_marks(
+        apply_selection(
+            state.current_marks(),
+            phase,
+            viewer.selection(f"viewer-{phase}"),
+            MarkMode(st.session_state.get("mark_mode") or MarkMode.BOX),
+            diameter_mm=float(st.session_state.get("diameter", 20.0)),
+            spacing_mm=current.spacing_mm[phase],
+            linked=bool(st.session_state.get("link_phases", True)),
         )
-        if updated != marks:
-            marks = updated
-            st.session_state["viewer_nonce"] = nonce = nonce + 1
-state.set_marks(marks)
-
-for column, p in zip(st.columns(3), PHASES, strict=True):
-    w = windows[p]
-    column.markdown(f"**{p.value}**" + (f" · L{w.level:.0f}/W{w.width:.0f}" if w else ""))
-    uri = state.viewer_png(case.token, p, w.level if w else None, w.width if w else None, case.images[p])
-    sp = case.spacing_mm[p]
-    fig = figures.viewer_figure(
-        uri,
-        case.images[p].shape,
-        box=marks.boxes.get(p),
-        liver=marks.liver.get(p),
-        aorta=marks.aorta.get(p),
-        roi_radius_px=ROI_DIAMETER_MM / 2 / sp if sp else None,
-        clickable=not mode.draws_box,
-        zoom=zoom,
-        centre=(marks.boxes[p].row, marks.boxes[p].col) if p in marks.boxes else None,
     )
-    column.plotly_chart(
-        fig,
-        key=f"viewer-{p}-{nonce}",
-        on_select="rerun",
-        width="content",
-        selection_mode="box" if mode.draws_box else "points",
-        config={"displaylogo": False, "scrollZoom": True},
-    )
-    column.caption(describe_box(marks.boxes.get(p), sp))
-st.caption(
-    ":yellow[■] lesion box  :blue[●] liver ROI  :orange[●] aorta ROI (1 cm circles). Draw a box around "
-    "the lesion, or choose 'click its centre' and click. Scroll to zoom, double-click to reset."
-)
-if marks.boxes and st.button(f"Resize the lesion box to {diameter:.0f} {unit} (the diameter above)"):
-    state.set_marks(resize_boxes(marks, diameter, case.spacing_mm))
-    st.rerun()
-if not marks.complete:
-    st.info("Mark the lesion on the images above to see what the network sees and what it predicts.")
-    st.stop()
 
-try:
-    crops = inputs.crops_for(case, marks.boxes)
-except InputError as err:
-    st.error(str(err))
-    st.stop()
-st.markdown(f"**What the network sees**: {preprocess.FIELD_OF_VIEW_TEXT}")
-ui.crops_row(crops)
 
-# --- 3. measurements ----------------------------------------------------------------------------
-measurements = None
-st.subheader("3. Attenuation")
-if case.is_hu:
-    aorta = marks.aorta or ({p: aorta_centre for p in PHASES} if aorta_centre else {})
-    measurements = state.measurements(case, marks, aorta)
-    m1, m2 = st.columns([1, 1])
-    m1.table(measurements.rows())
-    m1.caption(
-        "Mean ± SD in HU. Lesion: the central 70 % of its box. Liver: a 1 cm circle where you click "
-        "'Liver ROI', otherwise a ring 3-11 mm outside the lesion (soft-tissue pixels, vessels and "
-        "other outliers beyond 3 robust SDs of the ring's median left out)."
-    )
-    m2.plotly_chart(figures.attenuation_figure(measurements), key="tac")
-else:
-    st.caption("Screen captures hold display grey levels, not HU: no attenuation measurements.")
+@st.fragment
+def lesion_and_prediction(
+    case: ReviewCase,
+    mode: MarkMode,
+    diameter: float,
+    zoom: float,
+    windows: dict[Phase, Window | None],
+    aorta_centre: Point | None,
+) -> None:
+    """The viewers and all that follows from the marks. A fragment: a mark (or a model or CAM
+    choice) reruns this part only, so the browser redraws no more than it shows anew."""
+    with profiling.profiled("review"):
+        _lesion_and_prediction(case, mode, diameter, zoom, windows, aorta_centre)
 
-# --- 4. prediction ------------------------------------------------------------------------------
-st.subheader("4. Prediction")
-if not models:
-    ui.no_models_message(state.refused_models())
-    st.stop()
-ui.refused_models_message(state.refused_models(), models)
-p1, p2, p3, p4 = st.columns(4)
-model_name = p1.selectbox(
-    "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"
-)
-cam = ui.cam_controls(
-    (p2, p3, p4), keys=("cam_method", "cam_target", "cam_opacity"), top_label="the top category"
-)
-method, target, opacity = cam.method, cam.target, cam.opacity
-analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
-analysis = state.with_image_checks(analysis, case, marks, measurements)
-result = analysis.results[model_name]
-others = [PHASE_MODELS[n].label.lower() for n in analysis.unlike_training if n != model_name]
-if others:
+
+def _lesion_and_prediction(
+    case: ReviewCase,
+    mode: MarkMode,
+    diameter: float,
+    zoom: float,
+    windows: dict[Phase, Window | None],
+    aorta_centre: Point | None,
+) -> None:
+    unit = "mm" if case.spacing_mm[Phase.ARTERIAL] else "pixels"
+    marks = state.current_marks()
+    for column, p in zip(st.columns(3), PHASES, strict=True):
+        w = windows[p]
+        column.markdown(f"**{p.value}**" + (f" · L{w.level:.0f}/W{w.width:.0f}" if w else ""))
+        sp = case.spacing_mm[p]
+        with column:
+            viewer.lesion_viewer(
+                viewer.viewer_data(
+                    state.viewer_png(
+                        case.token, p, w.level if w else None, w.width if w else None, case.images[p]
+                    ),
+                    case.images[p].shape,
+                    label=f"{p.value} phase; {describe_box(marks.boxes.get(p), sp)}",
+                    box=marks.boxes.get(p),
+                    liver=marks.liver.get(p),
+                    aorta=marks.aorta.get(p),
+                    roi_radius_px=ROI_DIAMETER_MM / 2 / sp if sp else None,
+                    clickable=not mode.draws_box,
+                    zoom=zoom,
+                    centre=(marks.boxes[p].row, marks.boxes[p].col) if p in marks.boxes else None,
+                ),
+                key=f"viewer-{p}",
+                on_select=partial(mark, p),
+            )
+        column.caption(describe_box(marks.boxes.get(p), sp))
     st.caption(
-        ":material/report: The case is also unlike the training data of the "
-        + ", ".join(others)
-        + " model(s): see Compare phase-models."
+        ":yellow[■] lesion box  :blue[●] liver ROI  :orange[●] aorta ROI (1 cm circles). Draw a box around "
+        "the lesion, or choose 'click its centre' and click. Scroll or use + and − to zoom, double-click to "
+        "reset; in the click modes a drag pans."
     )
-seen = models[model_name].phase_model.phases
-r1, r2 = st.columns([1, 1])
-with r1:
-    ui.probability_headline(result)
-    st.caption(compare.agreement(analysis).sentences[0])
-    ui.probability_bars(result)
-    st.markdown("**Which phase carries the decision**")
-    ui.contribution_bars(result)
-with r2:
-    leading = result.contribution.leading if result.contribution else seen[0]
-    cam_phase = st.radio(
-        "Draw the CAM over",
-        seen,
-        index=seen.index(leading),
-        format_func=lambda p: f"{p.value}" + (" (carries most)" if p is leading and len(seen) > 1 else ""),
-        horizontal=True,
-        key=f"cam_phase_{model_name}",
-    )
-    st.markdown(f"**{method}** of the {models[model_name].phase_model.label.lower()} model")
-    ui.cam_panel(crops, result, cam_phase or leading, opacity=opacity, method=method)
-    ui.cam_legend()
-st.page_link(
-    "pages/compare.py", label="Compare all five phase-models on this lesion", icon=":material/compare:"
-)
-if case.reference is not None:
-    with st.expander("Reference standard (residents: decide first, then open)"):
-        ref = case.reference
-        st.markdown(
-            f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
-            f"{ref.diameter_mm:.0f} mm. {ref.findings}"
-        )
+    if marks.boxes and st.button(f"Resize the lesion box to {diameter:.0f} {unit} (the diameter above)"):
+        state.set_marks(resize_boxes(marks, diameter, case.spacing_mm))
+        st.rerun()
+    if not marks.complete:
+        st.info("Mark the lesion on the images above to see what the network sees and what it predicts.")
+        return
 
-# --- 5. report and link -------------------------------------------------------------------------
-st.subheader("5. Report and link")
-d1, d2, d3 = st.columns([1, 1, 2])
-d1.download_button(
-    "Report (PNG)",
-    partial(report_png, case, analysis, marks=marks, measurements=measurements, opacity=opacity),
-    "livercore-report.png",
-    "image/png",
-    on_click="ignore",
-)
-d2.download_button(
-    "Report (JSON)",
-    partial(report_json, case, marks, analysis, models, measurements),
-    "livercore-report.json",
-    "application/json",
-    on_click="ignore",
-)
-d3.caption("De-identified: images, probabilities and CAMs, with no names, IDs, dates or file names.")
-if case.case_id:
-    st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
-    st.code(state.share_url(case.case_id), language=None)
+    try:
+        crops = inputs.crops_for(case, marks.boxes)
+    except InputError as err:
+        st.error(str(err))
+        return
+    st.markdown(f"**What the network sees**: {preprocess.FIELD_OF_VIEW_TEXT}")
+    ui.crops_row(crops)
+
+    # --- 3. measurements ----------------------------------------------------------------------------
+    measurements = None
+    st.subheader("3. Attenuation")
+    if case.is_hu:
+        aorta = marks.aorta or ({p: aorta_centre for p in PHASES} if aorta_centre else {})
+        measurements = state.measurements(case, marks, aorta)
+        m1, m2 = st.columns([1, 1])
+        m1.table(measurements.rows())
+        m1.caption(
+            "Mean ± SD in HU. Lesion: the central 70 % of its box. Liver: a 1 cm circle where you click "
+            "'Liver ROI', otherwise a ring 3-11 mm outside the lesion (soft-tissue pixels, vessels and "
+            "other outliers beyond 3 robust SDs of the ring's median left out)."
+        )
+        with m2:
+            ui.attenuation_chart(measurements)
+    else:
+        st.caption("Screen captures hold display grey levels, not HU: no attenuation measurements.")
+
+    # --- 4. prediction ------------------------------------------------------------------------------
+    st.subheader("4. Prediction")
+    if not models:
+        ui.no_models_message(state.refused_models())
+        return
+    ui.refused_models_message(state.refused_models(), models)
+    p1, p2, p3, p4 = st.columns(4)
+    model_name = p1.selectbox(
+        "Model", list(models), format_func=lambda n: models[n].phase_model.label, key="review_model"
+    )
+    cam = ui.cam_controls(
+        (p2, p3, p4), keys=("cam_method", "cam_target", "cam_opacity"), top_label="the top category"
+    )
+    method, target, opacity = cam.method, cam.target, cam.opacity
+    analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
+    analysis = state.with_image_checks(analysis, case, marks, measurements)
+    result = analysis.results[model_name]
+    others = [PHASE_MODELS[n].label.lower() for n in analysis.unlike_training if n != model_name]
+    if others:
+        st.caption(
+            ":material/report: The case is also unlike the training data of the "
+            + ", ".join(others)
+            + " model(s): see Compare phase-models."
+        )
+    seen = models[model_name].phase_model.phases
+    r1, r2 = st.columns([1, 1])
+    with r1:
+        ui.probability_headline(result)
+        st.caption(compare.agreement(analysis).sentences[0])
+        ui.probability_bars(result)
+        st.markdown("**Which phase carries the decision**")
+        ui.contribution_bars(result)
+    with r2:
+        leading = result.contribution.leading if result.contribution else seen[0]
+        cam_phase = st.radio(
+            "Draw the CAM over",
+            seen,
+            index=seen.index(leading),
+            format_func=lambda p: (
+                f"{p.value}" + (" (carries most)" if p is leading and len(seen) > 1 else "")
+            ),
+            horizontal=True,
+            key=f"cam_phase_{model_name}",
+        )
+        st.markdown(f"**{method}** of the {models[model_name].phase_model.label.lower()} model")
+        ui.cam_panel(crops, result, cam_phase or leading, opacity=opacity, method=method)
+        ui.cam_legend()
+    st.page_link(
+        "pages/compare.py", label="Compare all five phase-models on this lesion", icon=":material/compare:"
+    )
+    if case.reference is not None:
+        with st.expander("Reference standard (residents: decide first, then open)"):
+            ref = case.reference
+            st.markdown(
+                f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
+                f"{ref.diameter_mm:.0f} mm. {ref.findings}"
+            )
+
+    # --- 5. report and link -------------------------------------------------------------------------
+    st.subheader("5. Report and link")
+    d1, d2, d3 = st.columns([1, 1, 2])
+    d1.download_button(
+        "Report (PNG)",
+        partial(report_png, case, analysis, marks=marks, measurements=measurements, opacity=opacity),
+        "livercore-report.png",
+        "image/png",
+        on_click="ignore",
+    )
+    d2.download_button(
+        "Report (JSON)",
+        partial(report_json, case, marks, analysis, models, measurements),
+        "livercore-report.json",
+        "application/json",
+        on_click="ignore",
+    )
+    d3.caption("De-identified: images, probabilities and CAMs, with no names, IDs, dates or file names.")
+    if case.case_id:
+        st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
+        st.code(state.share_url(case.case_id), language=None)
+
+
+lesion_and_prediction(case, mode, diameter, zoom, windows, aorta_centre)

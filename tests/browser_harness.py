@@ -24,15 +24,29 @@ ROOT = Path(__file__).resolve().parents[1]
 PREDICTION_IMAGES = 5  # review page: 3 network-input crops, the model's one CAM, the CAM colour bar
 COMPARE_IMAGES = 6  # compare page: one CAM per model, the colour bar
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# Page coordinates (x, y) of a data point (x = column, y = row) of the idx-th plotly chart.
-_DATA_TO_PAGE = """([idx, x, y]) => {
-  const gd = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')[idx];
-  const fl = gd._fullLayout, r = gd.getBoundingClientRect();
-  return [r.left + fl.xaxis._offset + fl.xaxis.l2p(x), r.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
-}"""
-# True once the viewers carry the clickable grid (click mode).
-_CLICKABLE = """() => Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))
-  .slice(0, 3).every(gd => gd.data && gd.data.length === 2 && gd._fullLayout.clickmode === 'event+select')"""
+# The lesion viewers' SVGs (livercore/app/viewer.js) inside their components' shadow roots, in page order.
+_VIEWERS = """Array.from(document.querySelectorAll('[data-testid=stBidiComponentIsolated]'))
+  .map(h => h.shadowRoot && h.shadowRoot.querySelector('svg.lc-viewer')).filter(Boolean)"""
+# Page coordinates (x, y) of a data point (x = column, y = row) of the idx-th viewer.
+_DATA_TO_PAGE = f"""([idx, x, y]) => {{
+  const m = {_VIEWERS}[idx].getScreenCTM();
+  return [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f];
+}}"""
+# True once the three viewers are drawn, each with its image loaded.
+VIEWERS_READY = f"""() => {{
+  const svgs = {_VIEWERS};
+  return svgs.length >= 3 && svgs.slice(0, 3).every(s => !!s.querySelector('image').getAttribute('href'));
+}}"""
+# True once the viewers mark a point where they are clicked (click mode).
+_CLICKABLE = f"""() => {{ const svgs = {_VIEWERS};
+  return svgs.length >= 3 && svgs.slice(0, 3).every(s => s.dataset.mode === 'click'); }}"""
+# The marks drawn on the idx-th viewer: its lesion box [x, y, width, height] and ROI circles.
+VIEWER_MARKS = f"""(idx) => {{
+  const svg = {_VIEWERS}[idx], rect = svg.querySelector('rect.lesion');
+  const circle = (k) => {{ const c = svg.querySelector('circle.' + k); return c ? [+c.getAttribute('cx'), +c.getAttribute('cy')] : null; }};
+  return {{box: rect ? ['x', 'y', 'width', 'height'].map(a => +rect.getAttribute(a)) : null,
+          liver: circle('liver'), aorta: circle('aorta')}};
+}}"""
 # True once new crops are on the page (the first image's source differs from `old`), at least n
 # images have loaded, the triphasic model's headline is there and the script run is over.
 NEW_PREDICTION = """([old, n]) => {
@@ -125,7 +139,7 @@ def upload_dicom(page: Any, files: list[Path]) -> None:
     page.get_by_text("Three DICOM slices").click()
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files([str(f) for f in files])
     page.wait_for_selector("text=Uploaded DICOM slices", timeout=60_000)
-    page.wait_for_selector("[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=60_000)
+    page.wait_for_function(VIEWERS_READY, timeout=60_000)
     wait_settled(page)
 
 
@@ -149,16 +163,14 @@ def upload_series_as_every_phase(page: Any, files: list[Path]) -> None:
         )
         page.wait_for_function(_LISTS_THE_SERIES, arg=[k, files[0].name], timeout=60_000)
         wait_settled(page)
-    page.wait_for_selector("[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=90_000)
+    page.wait_for_function(VIEWERS_READY, timeout=90_000)
     wait_settled(page)
 
 
 def show_chart(page: Any, chart: int) -> None:
-    """Scroll the chart-th plotly chart to the middle of the window (mouse events need it on screen)."""
-    page.evaluate(
-        "(i) => document.querySelectorAll('[data-testid=stPlotlyChart]')[i].scrollIntoView({block: 'center'})",
-        chart,
-    )
+    """Scroll the chart-th viewer to the middle of the window (mouse events need it on screen)."""
+    page.wait_for_function(VIEWERS_READY, timeout=60_000)
+    page.evaluate(f"(i) => {_VIEWERS}[i].scrollIntoView({{block: 'center'}})", chart)
 
 
 def draw_box(page: Any, chart: int, row: float, col: float, half: float, *, release: bool = True) -> None:

@@ -450,12 +450,15 @@ def test_zoomed_field_keeps_the_roi_marks_whole() -> None:
     )
 
 
-def test_viewer_draws_its_rois_whole_and_keeps_the_toolbar_off_the_image() -> None:
+def test_viewer_field_holds_the_marks_whole_and_reports_its_mode() -> None:
+    from livercore.app import viewer
+
     uri = figures.png_data_uri(np.zeros((512, 512), np.uint8))
     box = LesionBox(174, 170, 24, 24)
-    fig = figures.viewer_figure(
+    data = viewer.viewer_data(
         uri,
         (512, 512),
+        label="arterial phase",
         box=box,
         liver=(190.0, 260.0),
         aorta=(298.0, 266.0),
@@ -463,18 +466,67 @@ def test_viewer_draws_its_rois_whole_and_keeps_the_toolbar_off_the_image() -> No
         zoom=2.0,
         centre=(174.0, 170.0),
     )
-    c0, c1 = fig.layout.xaxis.range
-    r1, r0 = fig.layout.yaxis.range
-    for shape in fig.layout.shapes:
-        assert c0 <= shape.x0 and shape.x1 <= c1 and r0 <= shape.y0 and shape.y1 <= r1, shape
-    assert (
-        fig.layout.height == fig.layout.width + figures.TOOLBAR_PX == figures.VIEWER_PX + figures.TOOLBAR_PX
+    (r0, r1), (c0, c1) = data["field"]
+    assert r1 - r0 == 256 and c1 - c0 == 256  # the zoom asked for
+    marks = [(174 - 12, 170 - 12, 174 + 12, 170 + 12)] + [
+        (r - 7, c - 7, r + 7, c + 7) for r, c in (data["liver"], data["aorta"])
+    ]
+    for top, left, bottom, right in marks:
+        assert r0 <= top and bottom <= r1 and c0 <= left and right <= c1
+    assert data["box"] == [174, 170, 24, 24] and data["mode"] == "box" and data["src"] == uri
+    clickable = viewer.viewer_data(uri, (512, 512), label="x", clickable=True)
+    assert clickable["mode"] == "click" and clickable["box"] is None
+    assert clickable["field"] == [[-0.5, 511.5], [-0.5, 511.5]]  # the whole image, pixel edges
+    json.dumps(data)  # the component's data travels as JSON
+
+
+def _svg_points(markup: str) -> dict[str, list[tuple[float, str]]]:
+    """Per series of the attenuation SVG: (the circle's y, its tooltip) for each drawn point."""
+    from html.parser import HTMLParser
+
+    series: dict[str, list[tuple[float, str]]] = {}
+    where: list[str] = []
+
+    class Points(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "g" and a.get("data-series"):
+                where.append(a["data-series"] or "")
+                series[where[-1]] = []
+            elif tag == "circle" and where:
+                series[where[-1]].append((float(a["cy"] or 0), ""))
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "g" and where:
+                where.pop()
+
+        def handle_data(self, data: str) -> None:
+            if where and series[where[-1]] and data.strip():
+                y, _ = series[where[-1]][-1]
+                series[where[-1]][-1] = (y, data.strip())
+
+    Points().feed(markup)
+    return series
+
+
+def test_attenuation_curve_draws_each_measured_point_with_its_value() -> None:
+    s = measure.RoiStats
+    lesion: dict[Phase, measure.RoiStats | None] = dict(
+        zip(PHASES, [s(40, 8, 9), s(120, 15, 9), s(70, 10, 9)], strict=True)
     )
-    assert fig.layout.margin.t == figures.TOOLBAR_PX  # the toolbar's band, above the image
-    assert {"zoom2d", "pan2d"} <= set(fig.layout.modebar.remove)  # they would take over the box drag
-    stats: dict[Phase, measure.RoiStats | None] = dict.fromkeys(PHASES, measure.RoiStats(50.0, 10.0, 100))
-    curve = figures.attenuation_figure(measure.Measurements(stats, stats, stats, {}))
-    assert curve.layout.margin.t == figures.TOOLBAR_PX and curve.layout.legend.y < 0  # legend below
+    liver: dict[Phase, measure.RoiStats | None] = {**dict.fromkeys(PHASES, s(60, 5, 9)), Phase.DELAYED: None}
+    markup = figures.attenuation_svg(measure.Measurements(lesion, liver, dict.fromkeys(PHASES), {}))
+    points = _svg_points(markup)
+    assert list(points) == ["Lesion", "Liver"]  # no aorta measured: no aorta curve
+    assert [t for _, t in points["Lesion"]] == [
+        "Lesion, unenhanced: 40 ± 8 HU",
+        "Lesion, arterial: 120 ± 15 HU",
+        "Lesion, delayed: 70 ± 10 HU",
+    ]
+    assert len(points["Liver"]) == 2  # the delayed liver was not measurable: no point drawn
+    ys = [y for y, _ in points["Lesion"]]
+    assert ys[1] < ys[2] < ys[0]  # SVG y grows downwards: 120 HU highest, 40 HU lowest
+    assert "<script" not in markup and 'role="img"' in markup
 
 
 def _bar_rows(markup: str, attribute: str) -> list[tuple[str, str, str]]:
@@ -524,35 +576,6 @@ def test_contribution_bars_grow_from_the_centre_for_and_against() -> None:
     assert "left:50%;width:43.5%" in rows[1][1]
     assert "left:39.1%;width:10.9%" in rows[2][1]  # against: leftwards, ending at the centre
     assert 'aria-label="Points of P(A) each phase carries"' in markup
-
-
-def test_figures_built_without_validation_are_the_validated_figures() -> None:
-    """figures.trusted_figure skips plotly's validation for speed: every figure built that way
-    must be the one plotly's validation gives (a wrong property name or value raises here)."""
-    import plotly.graph_objects as go
-    import plotly.io as pio
-
-    uri = figures.png_data_uri(np.zeros((64, 80), np.uint8))
-    built = [
-        figures.viewer_figure(uri, (64, 80)),
-        figures.viewer_figure(
-            uri, (64, 80), box=LesionBox(30, 40, 10, 12), liver=(20.0, 20.0), aorta=(50.0, 60.0), zoom=2.0
-        ),
-        figures.viewer_figure(uri, (64, 80), clickable=True, zoom=1.5, centre=(30.0, 40.0)),
-    ]
-    stats: dict[Phase, measure.RoiStats | None] = dict.fromkeys(PHASES, measure.RoiStats(50.0, 10.0, 100))
-    stats[Phase.DELAYED] = None
-    built += [
-        figures.attenuation_figure(measure.Measurements(stats, stats, dict.fromkeys(PHASES), {})),
-    ]
-    for fig in built:
-        validated = go.Figure(fig.to_dict())
-        assert json.loads(pio.to_json(fig, validate=False)) == json.loads(
-            pio.to_json(validated, validate=False)
-        )
-    bad = figures.trusted_figure([], {"widht": 10})
-    with pytest.raises(ValueError, match="widht"):
-        go.Figure(bad.to_dict())
 
 
 def test_sniff_reads_content_not_names() -> None:

@@ -1,13 +1,13 @@
-"""Plotly figures and overlay images of the app: viewer, probabilities, time-attenuation, CAMs.
+"""The app's figures: the viewers' images and field, the cohort builder's viewer layout, bars and
+the time-attenuation curve as HTML and SVG, the compare page's heatmap, CAM overlays.
 
-Images are (H, W) arrays; the viewer's data coordinates are x = column, y = row (pixels), so a
+Images are (H, W) arrays; the viewers' data coordinates are x = column, y = row (pixels), so a
 selection maps straight back to the image.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import html
 import io
 from collections.abc import Mapping, Sequence
@@ -18,7 +18,7 @@ from PIL import Image
 
 from livercore.contribution import points_text
 from livercore.measure import Measurements, Point
-from livercore.preprocess import LesionBox, window_to_uint8
+from livercore.preprocess import window_to_uint8
 from livercore.vocab import CATEGORIES, PHASE_DELAY_S, PHASE_MODELS, PHASES, Category, Phase, Window
 
 if TYPE_CHECKING:  # plotly takes half a second to import: the home page does not wait for it
@@ -27,18 +27,15 @@ if TYPE_CHECKING:  # plotly takes half a second to import: the home page does no
     from livercore.contribution import PhaseContribution
 
 MARK_COLOURS = {"lesion": "#F0E442", "liver": "#56B4E9", "aorta": "#E69F00"}  # Okabe-Ito: yellow, sky, orange
-# The viewer's image is square (scaleanchor). Streamlit narrows a figure to its column (three
-# phases side by side: about 335 px at 1500 px, 358 px on a 390 px phone), keeping its height;
-# the image then stays square at the column's width, at the top, with the spare height below.
-# 340 px: the column's width at a 1500 px window, so no empty band there (400 px left 65 px).
+# The viewers' image is square, at most VIEWER_PX wide, narrowed to its column (three phases
+# side by side: about 335 px at a 1500 px window, 358 px on a 390 px phone).
 VIEWER_PX = 340
-# Height of the band above a figure that holds Plotly's toolbar (modebar) and Streamlit's
-# fullscreen button, so that neither covers the image, the bars or the legend.
+# Height of the band above the cohort builder's plotly viewer that holds Plotly's toolbar
+# (modebar) and Streamlit's fullscreen button, so that neither covers the image.
 TOOLBAR_PX = 30
-# The viewer's toolbar: zoom in, zoom out, reset. Plotly's zoom and pan tools are left out:
-# they take over the drag that draws the lesion box, and no select tool is offered to get it back.
+# The builder viewer's toolbar: zoom in, zoom out, reset. Plotly's zoom and pan tools are left
+# out: they take over the drag, and no select tool is offered to get it back.
 VIEWER_TOOLBAR_REMOVE = ("zoom2d", "pan2d", "select2d", "lasso2d", "autoScale2d", "toImage")
-GRID_POINTS = 90  # clickable grid points per side: about 2 mm apart on a 512 matrix
 CAM_COLOURSCALE = "Turbo"  # perceptually ordered rainbow: dark blue (low) to dark red (high)
 
 
@@ -68,109 +65,6 @@ def png_data_uri(image_u8: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image_u8, np.uint8)).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def trusted_figure(data: Sequence[dict], layout: dict) -> go.Figure:
-    """A figure of our own making, built without plotly's per-property validation: 1-2 ms
-    against 20-30 ms for a viewer (benchmarks/bench_app.py). Only for specs this module
-    writes; tests/test_app.py holds each builder's output to the validated figure's JSON."""
-    import plotly.graph_objects as go
-
-    spec = {"data": list(data), "layout": {"template": _default_template(), **layout}}
-    try:
-        return go.Figure(spec, _validate=False)
-    except TypeError:  # a plotly without the switch: validate, slower, same figure
-        return go.Figure(spec)
-
-
-@functools.cache
-def _default_template() -> dict:
-    """Plotly's default template as a validated figure carries it (Streamlit's theme goes over it)."""
-    import plotly.graph_objects as go
-    import plotly.io as pio
-
-    return (
-        go.Figure().to_dict()["layout"].get("template", pio.templates[pio.templates.default].to_plotly_json())
-    )
-
-
-def viewer_figure(
-    png_uri: str,
-    shape: tuple[int, int],
-    *,
-    box: LesionBox | None = None,
-    liver: Point | None = None,
-    aorta: Point | None = None,
-    roi_radius_px: float | None = None,
-    clickable: bool = False,
-    zoom: float = 1.0,
-    centre: Point | None = None,
-    size_px: int = VIEWER_PX,
-) -> go.Figure:
-    """One phase in the viewer: the image, the marks, and (when clickable) an invisible grid
-    whose points a click selects (plotly selects points, not image pixels)."""
-    rows, cols = shape
-    data: list[dict] = [
-        {"type": "image", "source": png_uri, "x0": 0, "y0": 0, "dx": 1, "dy": 1, "hoverinfo": "skip"}
-    ]
-    if clickable:
-        step = max(max(rows, cols) // GRID_POINTS, 1)
-        gy, gx = np.mgrid[step // 2 : rows : step, step // 2 : cols : step]
-        data.append(
-            {
-                "type": "scatter",
-                "x": gx.ravel(),
-                "y": gy.ravel(),
-                "mode": "markers",
-                "hoverinfo": "none",
-                "showlegend": False,
-                # plotly finds the clicked point in the data, not in the drawing: one drawn
-                # point instead of some 8000 makes a viewer 25x cheaper to draw (about 35 ms
-                # against 900 ms in chromium), and a click selects the same point
-                "marker": {"size": step * 1.5, "opacity": 0, "maxdisplayed": 1},
-                "selected": {"marker": {"opacity": 0}},
-                "unselected": {"marker": {"opacity": 0}},
-            }
-        )
-    shapes = []
-    keep: list[tuple[float, float, float, float]] = []  # marks the field keeps whole, in this order
-    if box is not None:
-        shapes.append(_rect(box, MARK_COLOURS["lesion"]))
-        keep.append(
-            (
-                box.row - box.height / 2,
-                box.col - box.width / 2,
-                box.row + box.height / 2,
-                box.col + box.width / 2,
-            )
-        )
-    radius = roi_radius_px or 7.0
-    for roi, colour in ((liver, MARK_COLOURS["liver"]), (aorta, MARK_COLOURS["aorta"])):
-        if roi is not None:
-            r, c = roi
-            shapes.append(
-                {
-                    "type": "circle",
-                    "xref": "x",
-                    "yref": "y",
-                    "x0": c - radius,
-                    "x1": c + radius,
-                    "y0": r - radius,
-                    "y1": r + radius,
-                    "line": {"color": colour, "width": 2},
-                }
-            )
-            keep.append((r - radius - 3, c - radius - 3, r + radius + 3, c + radius + 3))  # + the line
-    (r0, r1), (c0, c1) = zoom_ranges(shape, zoom, centre, keep=keep)
-    layout = viewer_layout_spec(shapes, size_px, ((r0, r1), (c0, c1)), MARK_COLOURS["lesion"])
-    # The modes Streamlit gives a chart that selects boxes (or points) once it is drawn, which
-    # has the chart drawn again: set from the start, they leave Streamlit nothing to change.
-    modes = (
-        {"clickmode": "event+select", "dragmode": "pan"}
-        if clickable
-        else {"clickmode": "event", "dragmode": "select"}
-    )
-    return trusted_figure(data, {**layout, **modes})
 
 
 def viewer_layout_spec(
@@ -251,19 +145,6 @@ def zoom_ranges(
     return out[0], out[1]
 
 
-def _rect(box: LesionBox, colour: str) -> dict:
-    return {
-        "type": "rect",
-        "xref": "x",
-        "yref": "y",
-        "x0": box.col - box.width / 2,
-        "x1": box.col + box.width / 2,
-        "y0": box.row - box.height / 2,
-        "y1": box.row + box.height / 2,
-        "line": {"color": colour, "width": 2},
-    }
-
-
 def percent(value: float) -> str:
     """A probability in % for display: "<1 %" rather than a misleading "0 %"."""
     return "<1 %" if value < 0.5 else f"{value:.0f} %"
@@ -298,47 +179,87 @@ def probability_heatmap(table: Mapping[str, np.ndarray], *, height: int = 280) -
     return fig
 
 
-def attenuation_figure(measurements: Measurements, *, height: int = 300) -> go.Figure:
-    """Time-attenuation: mean ± SD (HU) of lesion, liver and aorta over unenhanced, arterial, delayed."""
-    x = [
-        f"{p.short} ({p.value}, {PHASE_DELAY_S[p]:.0f} s)"
-        if p is not Phase.UNENHANCED
-        else f"{p.short} ({p.value})"
-        for p in PHASES
-    ]
-    traces = []
+def _nice_step(span: float, ticks: int = 5) -> float:
+    """A 1, 2 or 5 times a power of ten step giving about `ticks` ticks over `span`."""
+    raw = max(span, 1e-9) / ticks
+    power = 10 ** np.floor(np.log10(raw))
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
+
+
+def attenuation_svg(measurements: Measurements, *, height: int = 300) -> str:
+    """Time-attenuation: mean ± SD (HU) of lesion, liver and aorta over unenhanced, arterial and
+    delayed, as an inline SVG for st.html (a plotly chart would be created anew in the browser at
+    every mark: benchmarks/bench_app.py). Each point carries its value as a tooltip; the same
+    figures are in the table beside it."""
+    width, left, right, top, bottom = 460, 58, 14, 12, 64
+    series = []
     for name, values, colour in (
         ("Lesion", measurements.lesion, MARK_COLOURS["lesion"]),
         ("Liver", measurements.liver, MARK_COLOURS["liver"]),
         ("Aorta", measurements.aorta, MARK_COLOURS["aorta"]),
     ):
         stats = [values.get(p) for p in PHASES]
-        if not any(stats):
-            continue
-        traces.append(
-            {
-                "type": "scatter",
-                "x": x,
-                "y": [s.mean_hu if s else None for s in stats],
-                "name": name,
-                "mode": "lines+markers",
-                "line": {
-                    "color": "#333333" if name == "Lesion" else colour,
-                    "width": 3 if name == "Lesion" else 2,
-                },
-                "marker": {"size": 9, "color": colour, "line": {"color": "#333333", "width": 1}},
-                "error_y": {"type": "data", "array": [s.sd_hu if s else 0 for s in stats], "visible": True},
-                "hovertemplate": name + " %{x}: %{y:.0f} HU<extra></extra>",
-            }
+        if any(stats):
+            series.append((name, stats, colour))
+    spans = [(s.mean_hu - s.sd_hu, s.mean_hu + s.sd_hu) for _, stats, _ in series for s in stats if s]
+    lo, hi = (min(v for v, _ in spans), max(v for _, v in spans)) if spans else (-10.0, 100.0)
+    step = _nice_step(hi - lo)
+    lo, hi = float(np.floor(lo / step) * step), float(np.ceil(hi / step) * step)
+    if hi - lo < step:
+        hi = lo + step
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = [left + plot_w * (i + 0.5) / len(PHASES) for i in range(len(PHASES))]
+
+    def y(hu: float) -> float:
+        return top + plot_h * (hi - hu) / (hi - lo)
+
+    out = [
+        f'<svg viewBox="0 0 {width} {height}" width="100%" style="max-width:{width}px;font:12px sans-serif" '
+        'role="img" aria-label="Time-attenuation curves: mean and SD in HU per phase" data-chart="attenuation">'
+    ]
+    for k in range(round((hi - lo) / step) + 1):
+        hu = lo + k * step
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(hu):.1f}" y2="{y(hu):.1f}" stroke="rgba(128,128,128,0.25)"/>'
+            f'<text x="{left - 6}" y="{y(hu) + 4:.1f}" text-anchor="end" fill="currentColor">{hu:g}</text>'
         )
-    layout = {
-        "height": height,
-        "margin": {"l": 0, "r": 0, "t": TOOLBAR_PX, "b": 0},
-        "yaxis": {"title": {"text": "HU (mean ± SD)"}},
-        # below the phase labels: the toolbar band above holds nothing but the toolbar
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"},
-    }
-    return trusted_figure(traces, layout)
+    out.append(
+        f'<text transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle" '
+        'fill="currentColor">HU (mean ± SD)</text>'
+    )
+    for x, p in zip(xs, PHASES, strict=True):
+        delay = f", {PHASE_DELAY_S[p]:.0f} s" if p is not Phase.UNENHANCED else ""
+        out.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 18}" text-anchor="middle" fill="currentColor">'
+            f"{html.escape(p.short)} ({html.escape(p.value)}{delay})</text>"
+        )
+    for name, stats, colour in series:
+        line = "#333333" if name == "Lesion" else colour
+        points = [(x, s, p) for x, s, p in zip(xs, stats, PHASES, strict=True) if s]
+        path = " ".join(f"{x:.1f},{y(s.mean_hu):.1f}" for x, s, _ in points)
+        out.append(f'<g data-series="{name}">')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{line}" stroke-width="{3 if name == "Lesion" else 2}"/>'
+        )
+        for x, s, p in points:
+            out.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y(s.mean_hu - s.sd_hu):.1f}" y2="{y(s.mean_hu + s.sd_hu):.1f}" '
+                f'stroke="{line}" stroke-width="1.5"/>'
+                f'<circle cx="{x:.1f}" cy="{y(s.mean_hu):.1f}" r="5" fill="{colour}" stroke="#333333">'
+                f"<title>{name}, {html.escape(p.value)}: {s.mean_hu:.0f} ± {s.sd_hu:.0f} HU</title></circle>"
+            )
+        out.append("</g>")
+    legend_y = height - 14
+    for k, (name, _, colour) in enumerate(series):
+        x = left + k * 90
+        out.append(
+            f'<line x1="{x - 4}" x2="{x + 16}" y1="{legend_y - 4}" y2="{legend_y - 4}" '
+            f'stroke="{"#333333" if name == "Lesion" else colour}" stroke-width="{3 if name == "Lesion" else 2}"/>'
+            f'<circle cx="{x + 6}" cy="{legend_y - 4}" r="5" fill="{colour}" stroke="#333333"/>'
+            f'<text x="{x + 22}" y="{legend_y}" fill="currentColor">{name}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
 
 
 def cam_overlay(crop_u8: np.ndarray, cam: np.ndarray, opacity: float) -> np.ndarray:

@@ -22,12 +22,27 @@ ENV = "LIVERCORE_PROFILE_DIR"
 TIMES_ENV = "LIVERCORE_RUN_TIMES"
 _APPEND = threading.Lock()
 _ONE_AT_A_TIME = threading.Lock()  # cProfile profiles one thread; sessions are threads
+_INSIDE = threading.local()  # script runs are threads: whether this one is inside `profiled`
 
 
 @contextmanager
 def profiled(page: str) -> Iterator[None]:
     """Profile the script run inside (when LIVERCORE_PROFILE_DIR is set) and log its wall
-    time (when LIVERCORE_RUN_TIMES is set)."""
+    time (when LIVERCORE_RUN_TIMES is set). Nested (a fragment inside its page's run), only the
+    outer one counts; a fragment's own rerun, which the router does not run, counts alone."""
+    if getattr(_INSIDE, "active", False):
+        yield
+        return
+    _INSIDE.active = True
+    try:
+        with _timed(page):
+            yield
+    finally:
+        _INSIDE.active = False
+
+
+@contextmanager
+def _timed(page: str) -> Iterator[None]:
     times = os.environ.get(TIMES_ENV)
     if times:
         start = time.time()

@@ -22,6 +22,7 @@ from livercore.vocab import CAM_METHODS, CATEGORIES, DISCLAIMER, PHASE_MODELS, P
 if TYPE_CHECKING:
     from livercore.analysis import ModelResult
     from livercore.identity import Identity
+    from livercore.measure import Measurements
 
 CROP_ZOOM = 3  # the 70 x 70 crops are shown at 210 x 210, nearest neighbour
 # Model-card rows; "{data}" is what the model was measured on (model_cards_table fills it in).
@@ -288,6 +289,12 @@ def ood_notice(result: ModelResult, *, model_label: bool = False) -> None:
         f"learnt from:\n{reasons}",
         icon=":material/report:",
     )
+
+
+def attenuation_chart(measurements: Measurements, *, height: int = 300) -> None:
+    """The time-attenuation curves (figures.attenuation_svg). Through st.markdown: st.html's
+    sanitiser keeps HTML only and would take the SVG out."""
+    st.markdown(figures.attenuation_svg(measurements, height=height), unsafe_allow_html=True)
 
 
 def probability_bars(result: ModelResult) -> None:

@@ -1,0 +1,92 @@
+"""The lesion viewer: one CT phase with its marks, where a drag draws the lesion box and a click
+marks a point, as a Streamlit component (st.components.v2; the drawing is viewer.js).
+
+Why not a plotly chart: Streamlit creates a chart anew when its figure changes, so every mark
+had three viewers' images decoded and plotted again, about a second of the browser's time per
+lesion (benchmarks/bench_app.py). This element keeps its image and moves only the marks. It
+reports a selection in data coordinates (x = column, y = row, pixel centres at integers) and in
+the shape plotly gives them, so marks.apply_selection reads it as before.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from livercore.app.figures import VIEWER_PX, zoom_ranges
+from livercore.measure import Point
+from livercore.preprocess import LesionBox
+
+SELECTION = "selection"  # the trigger a selection sets: {"box": [{"x", "y"}]} or {"points": [{"x", "y"}]}
+
+
+@functools.cache
+def _component() -> Callable[..., Any]:
+    here = Path(__file__).parent
+    return st.components.v2.component(
+        "livercore.viewer",
+        js=(here / "viewer.js").read_text(encoding="utf-8"),
+        css=(here / "viewer.css").read_text(encoding="utf-8"),
+    )
+
+
+def viewer_data(
+    png_uri: str,
+    shape: tuple[int, int],
+    *,
+    label: str,
+    box: LesionBox | None = None,
+    liver: Point | None = None,
+    aorta: Point | None = None,
+    roi_radius_px: float | None = None,
+    clickable: bool = False,
+    zoom: float = 1.0,
+    centre: Point | None = None,
+    size_px: int = VIEWER_PX,
+) -> dict[str, Any]:
+    """What viewer.js draws: the image, the marks (pixels), the field (zoom around `centre`,
+    holding the marks whole) and what a press does (box: draw a box; click: mark a point)."""
+    keep: list[tuple[float, float, float, float]] = []  # marks the field keeps whole, in this order
+    if box is not None:
+        keep.append(
+            (
+                box.row - box.height / 2,
+                box.col - box.width / 2,
+                box.row + box.height / 2,
+                box.col + box.width / 2,
+            )
+        )
+    radius = roi_radius_px or 7.0
+    for roi in (liver, aorta):
+        if roi is not None:
+            keep.append((roi[0] - radius - 3, roi[1] - radius - 3, roi[0] + radius + 3, roi[1] + radius + 3))
+    return {
+        "src": png_uri,
+        "shape": [int(shape[0]), int(shape[1])],
+        "label": label,
+        "box": [box.row, box.col, box.height, box.width] if box is not None else None,
+        "liver": list(liver) if liver is not None else None,
+        "aorta": list(aorta) if aorta is not None else None,
+        "roi_radius": radius,
+        "field": [list(r) for r in zoom_ranges(shape, zoom, centre, keep=keep)],
+        "mode": "click" if clickable else "box",
+        "size_px": size_px,
+    }
+
+
+def lesion_viewer(data: dict[str, Any], *, key: str, on_select: Callable[[], None]) -> None:
+    """Draw one viewer (`data` from viewer_data). A selection on it calls `on_select` before the
+    next run, with the selection in st.session_state[key][SELECTION] (a trigger: it holds for
+    that run only)."""
+    _component()(data=data, key=key, height="content", on_selection_change=on_select)
+
+
+def selection(key: str) -> dict[str, Any] | None:
+    """The selection the viewer under `key` has just reported (inside its on_select), or None."""
+    value: Any = st.session_state.get(key)
+    chosen = value.get(SELECTION) if isinstance(value, Mapping) else None
+    return chosen if isinstance(chosen, dict) else None
