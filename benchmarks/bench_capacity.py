@@ -50,7 +50,7 @@ from machine import describe, write_result  # noqa: E402  (benchmarks/machine.py
 
 from tests.browser_harness import free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
-VIEWER_KEY = re.compile(r"viewer-arterial-\d+$")  # pages/review.py: key=f"viewer-{phase}-{nonce}"
+VIEWER_KEY = re.compile(r"viewer-arterial$")  # pages/review.py: key=f"viewer-{phase}"
 WAIT_S = 120.0
 
 
@@ -67,6 +67,7 @@ class Page:
     """What one script run sent: element ids, the texts, and whether it finished."""
 
     viewer_id: str | None = None
+    fragment_id: str = ""  # the fragment that holds the viewers: a selection reruns it alone
     texts: list[str] = field(default_factory=list)
     finished: bool = False
     error: str | None = None
@@ -94,24 +95,36 @@ def teaching_cases() -> list[Case]:
     return out
 
 
-def rerun(query: str, widgets: dict[str, str] | None = None) -> bytes:
-    """The BackMsg a browser sends to run the review page (with these widgets' JSON values)."""
+def rerun(query: str, triggers: dict[str, Any] | None = None, fragment_id: str = "") -> bytes:
+    """The BackMsg a browser sends to run the review page, or only its fragment `fragment_id`,
+    with these components' trigger events ({component id: {event: value}})."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
 
     msg = BackMsg()
     msg.rerun_script.query_string = query
     msg.rerun_script.page_name = "review"
-    for widget_id, value in (widgets or {}).items():
+    msg.rerun_script.fragment_id = fragment_id
+    for component_id, events in (triggers or {}).items():
+        state = msg.rerun_script.widget_states.widgets.add()  # its state, as the browser keeps it
+        state.id = component_id
+        state.json_value = "{}"
         state = msg.rerun_script.widget_states.widgets.add()
-        state.id = widget_id
-        state.string_value = value
+        state.id = trigger_id(component_id)
+        state.json_trigger_value = json.dumps([{"event": e, "value": v} for e, v in events.items()])
     return bytes(msg.SerializeToString())
 
 
-def box_selection(row: float, col: float, half: float) -> str:
-    """The JSON Streamlit's plotly chart sends for a box drawn around (row, col)."""
-    box = {"xref": "x", "yref": "y", "x": [col - half, col + half], "y": [row - half, row + half]}
-    return json.dumps({"selection": {"points": [], "point_indices": [], "box": [box], "lasso": []}})
+def trigger_id(component_id: str) -> str:
+    """The widget id of a component's trigger events (st.components.v2's own rule)."""
+    from streamlit.components.v2.bidi_component.main import _make_trigger_id
+
+    return _make_trigger_id(component_id, "events")
+
+
+def box_selection(row: float, col: float, half: float) -> dict[str, Any]:
+    """The trigger events the lesion viewer (livercore/app/viewer.js) sends for a box drawn
+    around (row, col)."""
+    return {"selection": {"box": [{"x": [col - half, col + half], "y": [row - half, row + half]}]}}
 
 
 async def read_run(ws: Any) -> Page:
@@ -130,8 +143,9 @@ async def read_run(ws: Any) -> Page:
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
             element = msg.delta.new_element
             which = element.WhichOneof("type")
-            if which == "plotly_chart" and VIEWER_KEY.search(element.plotly_chart.id):
-                page.viewer_id = element.plotly_chart.id
+            if which == "bidi_component" and VIEWER_KEY.search(element.bidi_component.id):
+                page.viewer_id = element.bidi_component.id
+                page.fragment_id = msg.delta.fragment_id
             elif which == "markdown":
                 page.texts.append(element.markdown.body)
             elif which == "exception":
@@ -169,7 +183,7 @@ async def run_resident(
             col = me.case.col + rng.uniform(-3, 3)
             half = me.case.half_px * rng.uniform(0.95, 1.1)
             t0 = time.perf_counter()
-            await ws.send(rerun(query, {page.viewer_id: box_selection(row, col, half)}))
+            await ws.send(rerun(query, {page.viewer_id: box_selection(row, col, half)}, page.fragment_id))
             new = await read_run(ws)
             seconds = time.perf_counter() - t0
             centre = f"centre row {row:.0f}, column {col:.0f}"

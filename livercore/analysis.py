@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -190,11 +190,14 @@ def analyse_crops(
     cam_method: str | None = "GradCAM",
     cam_target: Category | str | None = None,
     contributions: bool = True,
+    explain: Collection[str] | None = None,
 ) -> Analysis:
     """Run every model on (3, 70, 70) uint8 crops; CAMs for the predicted category, or for
     `cam_target` when given; no CAMs when cam_method is None. With `contributions`, each
     model of two or more phases also says how much each phase drives P(that category)
-    (livercore.contribution). Probabilities are calibrated by each model's temperature (the
+    (livercore.contribution). `explain` names the models that get the CAM and the
+    contributions (None: all); the others give their probabilities and OOD check only, from
+    one forward pass (a page that shows one model's CAM need not pay for five). Probabilities are calibrated by each model's temperature (the
     network's own in `raw_probabilities`); each result carries the model's OOD check on its
     features, from the same forward pass (image checks need the HU images: analyse_case, or
     Analysis.with_findings)."""
@@ -214,7 +217,8 @@ def analyse_crops(
                 """The CAM's category: the one asked for, else the top calibrated probability."""
                 return known.output_index if known else int(np.argmax(_calibrated(m, logits)))
 
-            run = engine_for(m.net).run(x, cam_method, choose)
+            explained = explain is None or name in explain
+            run = engine_for(m.net).run(x, cam_method if explained else None, choose)
             raw = _softmax(run.logits)
             proba = _calibrated(m, run.logits)
             want = CATEGORIES[run.target]
@@ -222,14 +226,14 @@ def analyse_crops(
             phases = m.phase_model.phases
             contribution = (
                 phase_contributions(_calibrated_net(m), x, phases, want)
-                if contributions and len(phases) > 1
+                if contributions and explained and len(phases) > 1
                 else None
             )
             results[name] = ModelResult(
                 name,
                 proba,
                 run.cam,
-                want if has_target else None,
+                want if has_target and explained else None,
                 contribution,
                 raw_probabilities=raw,
                 temperature=m.calibration.temperature,

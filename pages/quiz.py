@@ -259,7 +259,9 @@ with right:
         ui.no_models_message(state.refused_models())
     else:
         crops = inputs.crops_for(case, case.lesion_boxes)
-        result = state.analyse(crops, "GradCAM", None, state.models_key(models)).results[name]
+        result = state.analyse(crops, "GradCAM", None, state.models_key(models), explain=(name,)).results[
+            name
+        ]
         st.markdown(
             f"**What the network said.** {quiz.model_sentence(phase_set, result.probabilities, feedback.truth)}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -18,6 +19,9 @@ from livercore.measure import ROI_DIAMETER_MM, Point
 from livercore.review_case import ReviewCase
 from livercore.teaching import catalogue
 from livercore.vocab import LIVER_WINDOW, PHASE_MODELS, PHASES, SUBTYPE_LABELS, Phase, Window
+
+if TYPE_CHECKING:
+    from livercore.analysis import Analysis
 
 WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Custom")
 
@@ -381,8 +385,15 @@ def _lesion_and_prediction(
         (p2, p3, p4), keys=("cam_method", "cam_target", "cam_opacity"), top_label="the top category"
     )
     method, target, opacity = cam.method, cam.target, cam.opacity
-    analysis = state.analyse(crops, method, target.value if target else None, state.models_key(models))
-    analysis = state.with_image_checks(analysis, case, marks, measurements)
+    key, cam_for = state.models_key(models), target.value if target else None
+
+    def analysed(explain: tuple[str, ...] | None) -> Analysis:
+        """Every model's probabilities; the CAMs and contributions of the models in `explain`
+        (None: all five, for the reports, made only when one is downloaded)."""
+        found = state.analyse(crops, method, cam_for, key, explain=explain)
+        return state.with_image_checks(found, case, marks, measurements)
+
+    analysis = analysed((model_name,))
     result = analysis.results[model_name]
     others = [PHASE_MODELS[n].label.lower() for n in analysis.unlike_training if n != model_name]
     if others:
@@ -430,14 +441,14 @@ def _lesion_and_prediction(
     d1, d2, d3 = st.columns([1, 1, 2])
     d1.download_button(
         "Report (PNG)",
-        partial(report_png, case, analysis, marks=marks, measurements=measurements, opacity=opacity),
+        lambda: report_png(case, analysed(None), marks=marks, measurements=measurements, opacity=opacity),
         "livercore-report.png",
         "image/png",
         on_click="ignore",
     )
     d2.download_button(
         "Report (JSON)",
-        partial(report_json, case, marks, analysis, models, measurements),
+        lambda: report_json(case, marks, analysed(None), models, measurements),
         "livercore-report.json",
         "application/json",
         on_click="ignore",

@@ -56,6 +56,23 @@ def test_cams_cover_the_crop_and_follow_the_chosen_target(models, case_crops):
     assert all(r.cam_target is Category.E for r in chosen.results.values())
 
 
+def test_explaining_one_model_gives_every_probability_and_that_models_cam_alone(models, case_crops):
+    """The review page explains only the model it shows (issue 16): the others' probabilities
+    and OOD checks stay those of the full analysis; the shown model's CAM and contributions too."""
+    _, _, crops = case_crops
+    full = analyse_crops(crops, models, cam_method="GradCAM")
+    one = analyse_crops(crops, models, cam_method="GradCAM", explain=("art_del",))
+    for name, r in one.results.items():
+        whole = full.results[name]
+        np.testing.assert_array_equal(r.probabilities, whole.probabilities)
+        assert r.ood is not None and whole.ood is not None and r.ood.score == whole.ood.score
+        if name == "art_del":
+            np.testing.assert_array_equal(r.cam, whole.cam)
+            assert r.cam_target == whole.cam_target and r.contribution == whole.contribution
+        else:
+            assert r.cam is None and r.contribution is None and r.cam_target is None
+
+
 @pytest.mark.parametrize("method", ["GradCAM", "GradCAM++", "EigenCAM"])
 def test_the_analysis_maps_are_the_librarys_per_call_maps_bit_for_bit(models, case_crops, method):
     """The engine (CAM objects built once, on a copy of the network, one forward pass for the

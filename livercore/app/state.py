@@ -147,12 +147,19 @@ def models_key(models: dict[str, LoadedModel]) -> str:
 
 
 @st.cache_data(max_entries=512, ttl=UPLOAD_CACHE_TTL_S, show_spinner=False)
-def analyse(crops: np.ndarray, cam_method: str | None, cam_target: str | None, key: str) -> Analysis:
-    """Probabilities and CAMs of every loaded model for (3, 70, 70) uint8 crops (cached)."""
+def analyse(
+    crops: np.ndarray,
+    cam_method: str | None,
+    cam_target: str | None,
+    key: str,
+    explain: tuple[str, ...] | None = None,
+) -> Analysis:
+    """Probabilities of every loaded model for (3, 70, 70) uint8 crops, with the CAMs and phase
+    contributions of the models in `explain` (None: all), cached."""
     from livercore.analysis import analyse_crops
 
     del key  # only part of the cache key
-    return analyse_crops(crops, get_models(), cam_method=cam_method, cam_target=cam_target)
+    return analyse_crops(crops, get_models(), cam_method=cam_method, cam_target=cam_target, explain=explain)
 
 
 def with_image_checks(
