@@ -146,6 +146,7 @@ async def read_run(ws: Any) -> Page:
             if which == "bidi_component" and VIEWER_KEY.search(element.bidi_component.id):
                 page.viewer_id = element.bidi_component.id
                 page.fragment_id = msg.delta.fragment_id
+                page.texts.append(json.loads(element.bidi_component.json)["caption"])  # the box in words
             elif which == "markdown":
                 page.texts.append(element.markdown.body)
             elif which == "exception":

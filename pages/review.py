@@ -299,6 +299,19 @@ def lesion_and_prediction(
         _lesion_and_prediction(case, mode, diameter, zoom, windows, aorta_centre)
 
 
+# What does not change with the marks stays outside the fragment: a mark does not redraw it.
+if case.case_id:
+    st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
+    st.code(state.share_url(case.case_id), language=None)
+if case.reference is not None:
+    with st.expander("Reference standard (residents: decide first, then open)"):
+        ref = case.reference
+        st.markdown(
+            f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
+            f"{ref.diameter_mm:.0f} mm. {ref.findings}"
+        )
+
+
 def _lesion_and_prediction(
     case: ReviewCase,
     mode: MarkMode,
@@ -310,9 +323,7 @@ def _lesion_and_prediction(
     unit = "mm" if case.spacing_mm[Phase.ARTERIAL] else "pixels"
     marks = state.current_marks()
     for column, p in zip(st.columns(3), PHASES, strict=True):
-        w = windows[p]
-        column.markdown(f"**{p.value}**" + (f" · L{w.level:.0f}/W{w.width:.0f}" if w else ""))
-        sp = case.spacing_mm[p]
+        w, sp = windows[p], case.spacing_mm[p]
         with column:
             viewer.lesion_viewer(
                 viewer.viewer_data(
@@ -320,7 +331,8 @@ def _lesion_and_prediction(
                         case.token, p, w.level if w else None, w.width if w else None, case.images[p]
                     ),
                     case.images[p].shape,
-                    label=f"{p.value} phase; {describe_box(marks.boxes.get(p), sp)}",
+                    title=p.value + (f" · L{w.level:.0f}/W{w.width:.0f}" if w else ""),
+                    caption=describe_box(marks.boxes.get(p), sp),
                     box=marks.boxes.get(p),
                     liver=marks.liver.get(p),
                     aorta=marks.aorta.get(p),
@@ -332,7 +344,6 @@ def _lesion_and_prediction(
                 key=f"viewer-{p}",
                 on_select=partial(mark, p),
             )
-        column.caption(describe_box(marks.boxes.get(p), sp))
     st.caption(
         ":yellow[■] lesion box  :blue[●] liver ROI  :orange[●] aorta ROI (1 cm circles). Draw a box around "
         "the lesion, or choose 'click its centre' and click. Scroll or use + and − to zoom, double-click to "
@@ -428,13 +439,6 @@ def _lesion_and_prediction(
     st.page_link(
         "pages/compare.py", label="Compare all five phase-models on this lesion", icon=":material/compare:"
     )
-    if case.reference is not None:
-        with st.expander("Reference standard (residents: decide first, then open)"):
-            ref = case.reference
-            st.markdown(
-                f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
-                f"{ref.diameter_mm:.0f} mm. {ref.findings}"
-            )
 
     # --- 5. report and link -------------------------------------------------------------------------
     st.subheader("5. Report and link")
@@ -454,9 +458,17 @@ def _lesion_and_prediction(
         on_click="ignore",
     )
     d3.caption("De-identified: images, probabilities and CAMs, with no names, IDs, dates or file names.")
-    if case.case_id:
-        st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
-        st.code(state.share_url(case.case_id), language=None)
 
 
 lesion_and_prediction(case, mode, diameter, zoom, windows, aorta_centre)
+# What does not change with the marks stays outside the fragment: a mark does not redraw it.
+if case.case_id:
+    st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
+    st.code(state.share_url(case.case_id), language=None)
+if case.reference is not None:
+    with st.expander("Reference standard (residents: decide first, then open)"):
+        ref = case.reference
+        st.markdown(
+            f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
+            f"{ref.diameter_mm:.0f} mm. {ref.findings}"
+        )

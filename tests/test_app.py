@@ -72,6 +72,11 @@ def texts(at) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def viewers(at) -> list[dict]:
+    """The data of the page's lesion viewers (livercore.app.viewer), in page order."""
+    return [json.loads(e.proto.json) for e in at.get("bidi_component")]
+
+
 def image_count(at) -> int:
     return len(at.get("image"))
 
@@ -143,7 +148,8 @@ def test_shared_link_opens_example_with_prediction_and_cams(models_dir: Path) ->
     number = next(e.number for e in catalogue.example_cases() if e.case_id == EXAMPLE)
     assert f"Example case {number}" in body
     assert "Triphasic model:" in body and "top category" in body
-    assert "lesion box 38 x 38 mm" in body
+    assert [v["caption"].split(",")[0] for v in viewers(at)] == ["lesion box 38 x 38 mm"] * 3
+    assert [v["title"].split(" · ")[0] for v in viewers(at)] == ["unenhanced", "arterial", "delayed"]
     # 3 network-input crops + one CAM (drawn once, not once per phase) + the CAM colour bar
     assert image_count(at) == 5
     assert "of the evidence for" in body  # the phase contributions' sentence, beside their bars
@@ -458,7 +464,7 @@ def test_viewer_field_holds_the_marks_whole_and_reports_its_mode() -> None:
     data = viewer.viewer_data(
         uri,
         (512, 512),
-        label="arterial phase",
+        title="arterial",
         box=box,
         liver=(190.0, 260.0),
         aorta=(298.0, 266.0),
@@ -474,7 +480,7 @@ def test_viewer_field_holds_the_marks_whole_and_reports_its_mode() -> None:
     for top, left, bottom, right in marks:
         assert r0 <= top and bottom <= r1 and c0 <= left and right <= c1
     assert data["box"] == [174, 170, 24, 24] and data["mode"] == "box" and data["src"] == uri
-    clickable = viewer.viewer_data(uri, (512, 512), label="x", clickable=True)
+    clickable = viewer.viewer_data(uri, (512, 512), title="x", clickable=True)
     assert clickable["mode"] == "click" and clickable["box"] is None
     assert clickable["field"] == [[-0.5, 511.5], [-0.5, 511.5]]  # the whole image, pixel edges
     json.dumps(data)  # the component's data travels as JSON

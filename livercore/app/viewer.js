@@ -48,6 +48,11 @@ function build(root) {
   view.image = svgNode("image", { preserveAspectRatio: "none" }, svg);
   view.marks = svgNode("g", { class: "marks" }, svg);
   view.drag = svgNode("rect", { class: "drag", visibility: "hidden" }, svg);
+  const head = document.createElement("div");
+  head.className = "head";
+  view.title = document.createElement("span");
+  view.title.className = "title";
+  head.appendChild(view.title);
   const tools = document.createElement("div");
   tools.className = "tools";
   for (const [name, label, act] of [
@@ -63,7 +68,11 @@ function build(root) {
     button.addEventListener("click", act);
     tools.appendChild(button);
   }
-  frame.appendChild(tools);
+  head.appendChild(tools);
+  frame.appendChild(head);
+  view.caption = document.createElement("div");
+  view.caption.className = "caption";
+  frame.appendChild(view.caption);
 
   let press = null; // {start (data), client (x, y), field, id}
   svg.addEventListener("pointerdown", (event) => {
@@ -161,6 +170,11 @@ export default function (component) {
   }
   root.style.maxWidth = `${data.size_px}px`;
   view.svg.dataset.mode = data.mode;
-  view.svg.setAttribute("aria-label", data.label);
+  view.svg.setAttribute("aria-label", `${data.title}; ${data.caption}`);
+  view.title.replaceChildren();
+  const phase = document.createElement("strong");
+  phase.textContent = data.title.split(" · ")[0];
+  view.title.append(phase, data.title.slice(phase.textContent.length));
+  view.caption.textContent = data.caption;
   drawMarks(view, data);
 }

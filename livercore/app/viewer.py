@@ -38,7 +38,8 @@ def viewer_data(
     png_uri: str,
     shape: tuple[int, int],
     *,
-    label: str,
+    title: str,
+    caption: str = "",
     box: LesionBox | None = None,
     liver: Point | None = None,
     aorta: Point | None = None,
@@ -48,8 +49,11 @@ def viewer_data(
     centre: Point | None = None,
     size_px: int = VIEWER_PX,
 ) -> dict[str, Any]:
-    """What viewer.js draws: the image, the marks (pixels), the field (zoom around `centre`,
-    holding the marks whole) and what a press does (box: draw a box; click: mark a point)."""
+    """What viewer.js draws: `title` above the image ("<phase> · <window>": the phase in bold),
+    the image, the marks (pixels), `caption` below; the field (zoom around `centre`, holding the
+    marks whole) and what a press does (box: draw a box; click: mark a point). The title and
+    caption are drawn by the element itself: two page elements fewer for the browser to redraw
+    per viewer at every mark."""
     keep: list[tuple[float, float, float, float]] = []  # marks the field keeps whole, in this order
     if box is not None:
         keep.append(
@@ -67,7 +71,8 @@ def viewer_data(
     return {
         "src": png_uri,
         "shape": [int(shape[0]), int(shape[1])],
-        "label": label,
+        "title": title,
+        "caption": caption,
         "box": [box.row, box.col, box.height, box.width] if box is not None else None,
         "liver": list(liver) if liver is not None else None,
         "aorta": list(aorta) if aorta is not None else None,
