@@ -299,19 +299,6 @@ def lesion_and_prediction(
         _lesion_and_prediction(case, mode, diameter, zoom, windows, aorta_centre)
 
 
-# What does not change with the marks stays outside the fragment: a mark does not redraw it.
-if case.case_id:
-    st.markdown("Link that opens this example case with its lesion marked and its prediction shown:")
-    st.code(state.share_url(case.case_id), language=None)
-if case.reference is not None:
-    with st.expander("Reference standard (residents: decide first, then open)"):
-        ref = case.reference
-        st.markdown(
-            f"**{ref.category.value} — {ref.category.info.name}** ({SUBTYPE_LABELS.get(ref.subtype, ref.subtype)}), "
-            f"{ref.diameter_mm:.0f} mm. {ref.findings}"
-        )
-
-
 def _lesion_and_prediction(
     case: ReviewCase,
     mode: MarkMode,
