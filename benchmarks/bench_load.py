@@ -51,10 +51,12 @@ from machine import describe  # noqa: E402  (benchmarks/machine.py, beside this 
 from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
     _DATA_TO_PAGE,
     _SETTLED,
+    _VIEWERS,
     CHROMIUM,
     LAUNCH_ARGS,
     NEW_PREDICTION,
     PREDICTION_IMAGES,
+    VIEWERS_READY,
     free_port,
     start_server,
     stop_server,
@@ -186,10 +188,8 @@ class SessionLog:
 
 async def _draw_box(page: Any, chart: int, row: float, col: float, half: float) -> None:
     """Drag a box selection around (row, col) on the chart-th viewer; the mouse stays down."""
-    await page.evaluate(
-        "(i) => document.querySelectorAll('[data-testid=stPlotlyChart]')[i].scrollIntoView({block: 'center'})",
-        chart,
-    )
+    await page.wait_for_function(VIEWERS_READY, timeout=WAIT_MS)
+    await page.evaluate(f"(i) => {_VIEWERS}[i].scrollIntoView({{block: 'center'}})", chart)
     x0, y0 = await page.evaluate(_DATA_TO_PAGE, [chart, col - half, row - half])
     x1, y1 = await page.evaluate(_DATA_TO_PAGE, [chart, col + half, row + half])
     await page.mouse.move(x0, y0)
@@ -234,9 +234,7 @@ async def run_user(
                     [str(f) for f in case.files]
                 )
                 await page.wait_for_selector("text=Uploaded DICOM slices", timeout=WAIT_MS)
-                await page.wait_for_selector(
-                    "[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=WAIT_MS
-                )
+                await page.wait_for_function(VIEWERS_READY, timeout=WAIT_MS, polling=POLL_MS)
                 await page.wait_for_function(_SETTLED, arg=0, timeout=WAIT_MS, polling=POLL_MS)
                 log.upload_s.append(time.perf_counter() - t0)
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.browser_harness import (  # noqa: E402  (the repository root must be on the path first)
     PREDICTION_IMAGES,
+    VIEWERS_READY,
     draw_box,
     full_page_screenshot,
     launch,
@@ -59,7 +60,7 @@ def main() -> int:
                     timeout=60_000,
                 )
                 wait_settled(page)
-            page.wait_for_selector("[data-testid=stPlotlyChart] .js-plotly-plot >> nth=2", timeout=60_000)
+            page.wait_for_function(VIEWERS_READY, timeout=60_000)
             wait_settled(page)
             row, col, half = REAL_BOX
             draw_box(page, 1, row, col, half)

@@ -32,6 +32,12 @@ _DATA_TO_PAGE = f"""([idx, x, y]) => {{
   const m = {_VIEWERS}[idx].getScreenCTM();
   return [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f];
 }}"""
+# The same for the idx-th plotly chart (the cohort builder's viewer).
+_PLOTLY_DATA_TO_PAGE = """([idx, x, y]) => {
+  const gd = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')[idx];
+  const fl = gd._fullLayout, r = gd.getBoundingClientRect();
+  return [r.left + fl.xaxis._offset + fl.xaxis.l2p(x), r.top + fl.yaxis._offset + fl.yaxis.l2p(y)];
+}"""
 # True once the three viewers are drawn, each with its image loaded.
 VIEWERS_READY = f"""() => {{
   const svgs = {_VIEWERS};
@@ -167,17 +173,28 @@ def upload_series_as_every_phase(page: Any, files: list[Path]) -> None:
     wait_settled(page)
 
 
-def show_chart(page: Any, chart: int) -> None:
-    """Scroll the chart-th viewer to the middle of the window (mouse events need it on screen)."""
+def _scroll_to(page: Any, chart: int, plotly: bool) -> None:
+    """Scroll the chart-th lesion viewer (or plotly chart) to the middle of the window: mouse
+    events need it on screen."""
+    if plotly:
+        page.evaluate(
+            "(i) => document.querySelectorAll('[data-testid=stPlotlyChart]')[i].scrollIntoView({block: 'center'})",
+            chart,
+        )
+        return
     page.wait_for_function(VIEWERS_READY, timeout=60_000)
     page.evaluate(f"(i) => {_VIEWERS}[i].scrollIntoView({{block: 'center'}})", chart)
 
 
-def draw_box(page: Any, chart: int, row: float, col: float, half: float, *, release: bool = True) -> None:
-    """Drag a box selection of side 2 * half pixels around (row, col) on the chart-th viewer."""
-    show_chart(page, chart)
-    x0, y0 = page.evaluate(_DATA_TO_PAGE, [chart, col - half, row - half])
-    x1, y1 = page.evaluate(_DATA_TO_PAGE, [chart, col + half, row + half])
+def draw_box(
+    page: Any, chart: int, row: float, col: float, half: float, *, release: bool = True, plotly: bool = False
+) -> None:
+    """Drag a box of side 2 * half pixels around (row, col) on the chart-th lesion viewer (or,
+    with `plotly`, the chart-th plotly chart: the cohort builder's viewer)."""
+    _scroll_to(page, chart, plotly)
+    to_page = _PLOTLY_DATA_TO_PAGE if plotly else _DATA_TO_PAGE
+    x0, y0 = page.evaluate(to_page, [chart, col - half, row - half])
+    x1, y1 = page.evaluate(to_page, [chart, col + half, row + half])
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move(x1, y1, steps=8)
@@ -185,9 +202,10 @@ def draw_box(page: Any, chart: int, row: float, col: float, half: float, *, rele
         page.mouse.up()
 
 
-def click_point(page: Any, chart: int, row: float, col: float) -> None:
-    show_chart(page, chart)
-    x, y = page.evaluate(_DATA_TO_PAGE, [chart, col, row])
+def click_point(page: Any, chart: int, row: float, col: float, *, plotly: bool = False) -> None:
+    """Click (row, col) on the chart-th lesion viewer (or plotly chart)."""
+    _scroll_to(page, chart, plotly)
+    x, y = page.evaluate(_PLOTLY_DATA_TO_PAGE if plotly else _DATA_TO_PAGE, [chart, col, row])
     page.mouse.click(x, y)
 
 

@@ -143,7 +143,7 @@ def marks_of(page: Any, viewer: int) -> str:
 def click_centre(page: Any, viewer: int, row: float, col: float) -> None:
     """Click (row, col) on a viewer and wait until its circles are drawn anew."""
     before = marks_of(page, viewer)
-    click_point(page, viewer, row, col)
+    click_point(page, viewer, row, col, plotly=True)
     page.wait_for_function(
         "([i, old]) => { const gd = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')[i];"
         " return gd && JSON.stringify(gd.layout.shapes || []) !== old; }",
@@ -184,7 +184,7 @@ def mark_lesion(
         )
         settle(page)
         before = marks_of(page, 1)
-        draw_box(page, 1, truth.row, truth.col, truth.diameter_mm / 2 / truth.pixel_mm)
+        draw_box(page, 1, truth.row, truth.col, truth.diameter_mm / 2 / truth.pixel_mm, plotly=True)
         page.wait_for_function(
             "([i, old]) => { const gd = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')[i];"
             " return gd && JSON.stringify(gd.layout.shapes || []) !== old; }",
