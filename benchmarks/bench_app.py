@@ -5,8 +5,9 @@
    (a returning user: Streamlit's static files in its HTTP cache, from an earlier server).
 2. Lesion selection to prediction: from releasing the mouse after drawing a lesion box on the
    arterial viewer to the new crops, the five models' probabilities (the triphasic model's
-   chart, the five-model agreement line) and the triphasic CAMs all on screen (target: median
-   <= 0.5 s, issue 16; every selection computes all five models and their CAMs).
+   bars, the five-model agreement line) and the triphasic model's CAM all on screen (target:
+   median <= 0.5 s, issue 16; every selection runs all five models, and the CAM and phase
+   contributions of the model shown).
 3. Click to prediction: the same in click mode ("Lesion: click its centre"), one click on the
    arterial viewer.
 4. The compare page: from clicking its link to all five models' CAMs on screen.

@@ -7,9 +7,9 @@ protobuf messages its browser would send and receive) to one `streamlit run` ser
 to CPU 0, the residents (one asyncio process) on CPU 1. Each resident
 
 1. opens the review page on a teaching case of its own (the shared link ?case=<id>: the
-   lesion preselected, the five models' prediction and CAMs computed), then
+   lesion preselected, the five models' predictions and the triphasic CAM computed), then
 2. marks the lesion again and again on the arterial viewer: a box around it, a little
-   different each time (new crops: the five models and their CAMs run afresh, no cache hit),
+   different each time (new crops: the five models and the shown CAM run afresh, no cache hit),
    after a think time drawn from an exponential distribution of mean --think-s; the first
    selection of every resident at the same moment (a teacher's "now mark the lesion").
 

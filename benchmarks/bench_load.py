@@ -8,7 +8,7 @@ One `streamlit run` server, one headless chromium, one browser context per simul
 2. uploads the three phases of its own phantom case as DICOM files (a different case per user:
    no user profits from another's cache),
 3. draws a lesion box on the arterial viewer, several times (a slightly different box each
-   time, so every selection runs the five models and their Grad-CAMs afresh: "selection ->
+   time, so every selection runs the five models and the shown Grad-CAM afresh: "selection ->
    predictions on screen": from releasing the mouse to the new crops, the probabilities and
    the CAMs all drawn).
 
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             "selections_per_round": args.selections,
             "stagger_s": args.stagger_s,
             "poll_ms": POLL_MS,
-            "each_selection": "five phase-models + their Grad-CAMs on new crops (no cache hit)",
+            "each_selection": "five phase-models + the shown model's Grad-CAM on new crops (no cache hit)",
             "cpu_s_per_lesion": "all the server's CPU time during the load (page opens and uploads included) "
             "over the selections analysed",
         },
