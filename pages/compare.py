@@ -89,10 +89,7 @@ for sentence in verdict.sentences[1:]:
     st.info(sentence, icon=":material/menu_book:")
 
 st.subheader("Probabilities")
-st.plotly_chart(
-    figures.probability_heatmap({n: r.probabilities for n, r in analysis.results.items()}),
-    key="compare_heatmap",
-)
+st.html(figures.probability_table_html({n: r.probabilities for n, r in analysis.results.items()}))
 st.table(compare.comparison_table(analysis).set_index("model"))
 st.caption(
     "P(·): this lesion. 'paper …': median (range) over five training sessions in Yasaka et al. 2018; "

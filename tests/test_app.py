@@ -570,6 +570,37 @@ def test_probability_bars_show_the_known_categories_in_order_at_their_probabilit
     assert Category.B.info.colour in rows[1][1]
 
 
+def test_probability_table_gives_each_models_probabilities_shaded_by_value() -> None:
+    from html.parser import HTMLParser
+
+    cells: list[tuple[str, str, str]] = []  # (model, category, text)
+    shade: dict[tuple[str, str], str] = {}
+    where: dict[str, str] = {}
+
+    class Cells(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "tr" and a.get("data-model"):
+                where["model"] = a["data-model"] or ""
+            elif tag == "td":
+                where["category"] = a.get("data-category") or ""
+                shade[(where["model"], where["category"])] = a.get("style") or ""
+
+        def handle_data(self, data: str) -> None:
+            if "category" in where and data.strip():
+                cells.append((where["model"], where.pop("category"), data.strip()))
+
+    markup = figures.probability_table_html(
+        {"triphasic": np.array([0.9, 0.05, 0.03, 0.018, 0.002]), "arterial": np.full(5, 0.2)}
+    )
+    Cells().feed(markup)
+    assert [c[:2] for c in cells[:5]] == [("triphasic", c.value) for c in CATEGORIES]
+    assert [c[2] for c in cells] == ["90 %", "5 %", "3 %", "2 %", "<1 %"] + ["20 %"] * 5
+    assert "color:white" in shade[("triphasic", "A")]  # dark cell, light ink
+    assert "rgb(247, 251, 255)" in shade[("triphasic", "E")]  # 0 %: white
+    assert "<script" not in markup
+
+
 def test_contribution_bars_grow_from_the_centre_for_and_against() -> None:
     contribution = PhaseContribution(
         Category.A, {Phase.UNENHANCED: 0.01, Phase.ARTERIAL: 0.4, Phase.DELAYED: -0.1}, 0.7, 0.4

@@ -150,33 +150,38 @@ def percent(value: float) -> str:
     return "<1 %" if value < 0.5 else f"{value:.0f} %"
 
 
-def probability_heatmap(table: Mapping[str, np.ndarray], *, height: int = 280) -> go.Figure:
-    """Models (rows) x categories (columns): probabilities in % with the values written in."""
-    import plotly.graph_objects as go
+_BLUES = ((0xF7, 0xFB, 0xFF), (0x08, 0x30, 0x6B))  # the ends of ColorBrewer's Blues
 
-    names = list(table)
-    z = np.array([np.asarray(table[n], float) * 100 for n in names])
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[f"{c.value} {c.info.name}" for c in CATEGORIES],
-            y=[PHASE_MODELS[n].label for n in names],
-            zmin=0,
-            zmax=100,
-            colorscale="Blues",
-            text=[[percent(v) for v in row] for row in z],
-            texttemplate="%{text}",
-            hovertemplate="%{y} → %{x}: %{z:.1f} %<extra></extra>",
-            colorbar={"title": "%", "thickness": 12},
+
+def probability_table_html(table: Mapping[str, np.ndarray]) -> str:
+    """Models (rows) x categories (columns): each model's probabilities (5,) in %, the cell
+    shaded from white (0 %) to dark blue (100 %), its value written in. An HTML table for
+    st.html: the compare page's first plotly chart was its slowest part to draw."""
+    head = "".join(
+        f'<th scope="col" style="padding:0.3em 0.5em;font-weight:600">{c.value} {html.escape(c.info.name)}</th>'
+        for c in CATEGORIES
+    )
+    rows = []
+    for name, probabilities in table.items():
+        cells = []
+        for c in CATEGORIES:
+            value = float(np.asarray(probabilities, float)[c.output_index]) * 100
+            t = min(max(value / 100, 0.0), 1.0)
+            rgb = tuple(round(lo + (hi - lo) * t) for lo, hi in zip(*_BLUES, strict=True))
+            ink = "white" if t > 0.55 else "#262730"
+            cells.append(
+                f'<td data-category="{c.value}" style="padding:0.35em 0.5em;text-align:center;'
+                f'background:rgb{rgb};color:{ink};font-variant-numeric:tabular-nums">{html.escape(percent(value))}</td>'
+            )
+        rows.append(
+            f'<tr data-model="{name}"><th scope="row" style="padding:0.3em 0.5em;text-align:left;'
+            f'font-weight:600">{html.escape(PHASE_MODELS[name].label)}</th>{"".join(cells)}</tr>'
         )
+    return (
+        '<table aria-label="Probability of each category (%) by model" '
+        'style="border-collapse:collapse;width:100%;table-layout:fixed;font-size:0.875rem">'
+        f'<thead><tr><th scope="col" style="width:11em"></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
-    fig.update_layout(
-        height=height,
-        margin={"l": 0, "r": 0, "t": 10, "b": 0},
-        yaxis={"autorange": "reversed", "fixedrange": True},
-        xaxis={"fixedrange": True, "side": "top"},
-    )
-    return fig
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
