@@ -27,7 +27,6 @@ WINDOW_CHOICES = ("Paper's windows (the network's input)", "Liver window", "Cust
 
 ui.require_router()
 st.title("Review a lesion")
-models = state.get_models()
 examples = catalogue.example_cases()
 
 
@@ -234,7 +233,7 @@ mode = MarkMode(
 )
 unit = "mm" if case.spacing_mm[Phase.ARTERIAL] else "pixels"
 diameter = c2.number_input(f"Lesion diameter ({unit}) for a click", 3.0, 200.0, 20.0, 1.0, key="diameter")
-linked_phases = c3.checkbox(
+c3.checkbox(  # read by mark(), when a selection is applied
     "Same position in all phases",
     value=True,
     key="link_phases",
@@ -275,7 +274,7 @@ def mark(phase: Phase) -> None:
         apply_selection(
             state.current_marks(),
             phase,
-            viewer.selection(f"viewer-{phase}"),
+            ui.viewer_selection(f"viewer-{phase}"),
             MarkMode(st.session_state.get("mark_mode") or MarkMode.BOX),
             diameter_mm=float(st.session_state.get("diameter", 20.0)),
             spacing_mm=current.spacing_mm[phase],
@@ -308,11 +307,12 @@ def _lesion_and_prediction(
     aorta_centre: Point | None,
 ) -> None:
     unit = "mm" if case.spacing_mm[Phase.ARTERIAL] else "pixels"
+    models = state.get_models()
     marks = state.current_marks()
     for column, p in zip(st.columns(3), PHASES, strict=True):
         w, sp = windows[p], case.spacing_mm[p]
         with column:
-            viewer.lesion_viewer(
+            ui.lesion_viewer(
                 viewer.viewer_data(
                     state.viewer_png(
                         case.token, p, w.level if w else None, w.width if w else None, case.images[p]

@@ -5,8 +5,9 @@ These draw what the package computed; they compute nothing themselves.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from livercore.app import figures
+from livercore.app import figures, viewer
 from livercore.paper import model_reference
 from livercore.vocab import CAM_METHODS, CATEGORIES, DISCLAIMER, PHASE_MODELS, PHASES, Category, Phase
 
@@ -289,6 +290,26 @@ def ood_notice(result: ModelResult, *, model_label: bool = False) -> None:
         f"learnt from:\n{reasons}",
         icon=":material/report:",
     )
+
+
+@functools.cache
+def _viewer_component() -> Callable[..., Any]:
+    js, css = viewer.assets()
+    return st.components.v2.component("livercore.viewer", js=js, css=css)
+
+
+def lesion_viewer(data: dict[str, Any], *, key: str, on_select: Callable[[], None]) -> None:
+    """Draw one lesion viewer (`data` from viewer.viewer_data). A selection on it calls
+    `on_select` before the next run, which reads it with viewer_selection(key) (a trigger: it
+    holds for that run only)."""
+    _viewer_component()(data=data, key=key, height="content", on_selection_change=on_select)
+
+
+def viewer_selection(key: str) -> dict[str, Any] | None:
+    """The selection the viewer under `key` has just reported (inside its on_select), or None."""
+    value: Any = st.session_state.get(key)
+    chosen = value.get(viewer.SELECTION) if isinstance(value, Mapping) else None
+    return chosen if isinstance(chosen, dict) else None
 
 
 def attenuation_chart(measurements: Measurements, *, height: int = 300) -> None:

@@ -1,5 +1,6 @@
 """The lesion viewer: one CT phase with its marks, where a drag draws the lesion box and a click
-marks a point, as a Streamlit component (st.components.v2; the drawing is viewer.js).
+marks a point, as a Streamlit component (st.components.v2, mounted by ui.lesion_viewer; the
+drawing is viewer.js, its style viewer.css). This module holds what the component is given.
 
 Why not a plotly chart: Streamlit creates a chart anew when its figure changes, so every mark
 had three viewers' images decoded and plotted again, about a second of the browser's time per
@@ -10,12 +11,8 @@ the shape plotly gives them, so marks.apply_selection reads it as before.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import streamlit as st
 
 from livercore.app.figures import VIEWER_PX, zoom_ranges
 from livercore.measure import Point
@@ -24,14 +21,10 @@ from livercore.preprocess import LesionBox
 SELECTION = "selection"  # the trigger a selection sets: {"box": [{"x", "y"}]} or {"points": [{"x", "y"}]}
 
 
-@functools.cache
-def _component() -> Callable[..., Any]:
+def assets() -> tuple[str, str]:
+    """The component's JavaScript and CSS."""
     here = Path(__file__).parent
-    return st.components.v2.component(
-        "livercore.viewer",
-        js=(here / "viewer.js").read_text(encoding="utf-8"),
-        css=(here / "viewer.css").read_text(encoding="utf-8"),
-    )
+    return (here / "viewer.js").read_text(encoding="utf-8"), (here / "viewer.css").read_text(encoding="utf-8")
 
 
 def viewer_data(
@@ -81,17 +74,3 @@ def viewer_data(
         "mode": "click" if clickable else "box",
         "size_px": size_px,
     }
-
-
-def lesion_viewer(data: dict[str, Any], *, key: str, on_select: Callable[[], None]) -> None:
-    """Draw one viewer (`data` from viewer_data). A selection on it calls `on_select` before the
-    next run, with the selection in st.session_state[key][SELECTION] (a trigger: it holds for
-    that run only)."""
-    _component()(data=data, key=key, height="content", on_selection_change=on_select)
-
-
-def selection(key: str) -> dict[str, Any] | None:
-    """The selection the viewer under `key` has just reported (inside its on_select), or None."""
-    value: Any = st.session_state.get(key)
-    chosen = value.get(SELECTION) if isinstance(value, Mapping) else None
-    return chosen if isinstance(chosen, dict) else None
