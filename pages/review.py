@@ -284,6 +284,7 @@ def mark(phase: Phase) -> None:
 
 
 @st.fragment
+@profiling.profiled("review")  # a fragment's rerun does not pass through the router's
 def lesion_and_prediction(
     case: ReviewCase,
     mode: MarkMode,
@@ -294,18 +295,6 @@ def lesion_and_prediction(
 ) -> None:
     """The viewers and all that follows from the marks. A fragment: a mark (or a model or CAM
     choice) reruns this part only, so the browser redraws no more than it shows anew."""
-    with profiling.profiled("review"):
-        _lesion_and_prediction(case, mode, diameter, zoom, windows, aorta_centre)
-
-
-def _lesion_and_prediction(
-    case: ReviewCase,
-    mode: MarkMode,
-    diameter: float,
-    zoom: float,
-    windows: dict[Phase, Window | None],
-    aorta_centre: Point | None,
-) -> None:
     unit = "mm" if case.spacing_mm[Phase.ARTERIAL] else "pixels"
     models = state.get_models()
     marks = state.current_marks()
