@@ -197,7 +197,8 @@ def analyse_crops(
     model of two or more phases also says how much each phase drives P(that category)
     (livercore.contribution). `explain` names the models that get the CAM and the
     contributions (None: all); the others give their probabilities and OOD check only, from
-    one forward pass (a page that shows one model's CAM need not pay for five). Probabilities are calibrated by each model's temperature (the
+    one forward pass (a page that shows one model's CAM need not pay for five).
+    Probabilities are calibrated by each model's temperature (the
     network's own in `raw_probabilities`); each result carries the model's OOD check on its
     features, from the same forward pass (image checks need the HU images: analyse_case, or
     Analysis.with_findings)."""
