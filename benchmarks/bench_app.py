@@ -3,6 +3,9 @@
 1. Time to first page: from `streamlit run` to the home page fully drawn in chromium
    (target <= 3 s, issue 16): in a browser that has never seen the app, and in one that has
    (a returning user: Streamlit's static files in its HTTP cache, from an earlier server).
+   Beside it, in the same run and interleaved with it, Streamlit's own floor: the same times for
+   a bare Streamlit page (a title and two headings, no livercore code); and the next user's
+   first page: a new browser opening the home page of the server that is already running.
 2. Lesion selection to prediction: from releasing the mouse after drawing a lesion box on the
    arterial viewer to the new crops, the five models' probabilities (the triphasic model's
    bars, the five-model agreement line) and the triphasic model's CAM all on screen (target:
@@ -137,6 +140,16 @@ def browser_buckets(profiles: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(v / len(profiles), 1) for k, v in total.most_common(10) if k != "(idle)"}
 
 
+# Streamlit's floor: a page with the two headings open_home waits for and no livercore code.
+BARE_PAGE = """import streamlit as st
+
+st.set_page_config(page_title="livercore", layout="wide")
+st.title("livercore")
+st.subheader("Where to start")
+st.subheader("Example cases")
+"""
+
+
 def open_home(page: Any, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("text=Where to start", timeout=60_000)
@@ -144,29 +157,110 @@ def open_home(page: Any, url: str) -> None:
     wait_settled(page)
 
 
-def returning_first_page(p: Any, models: Path, port: int, *, cores: str | None, tmp: Path) -> float:
-    """Seconds from `streamlit run` to the home page drawn, in a browser profile that opened the
-    app once before (from an earlier server): its HTTP cache holds Streamlit's static files."""
-    context = p.chromium.launch_persistent_context(
-        str(tmp / "profile"), executable_path=str(CHROMIUM), args=LAUNCH_ARGS, viewport=VIEWPORT
-    )
+def first_page(page: Any, models: Path, port: int, script: str, cores: str | None) -> tuple[float, Any]:
+    """(seconds from `streamlit run <script>` to its home page drawn in `page`, the server, still
+    running: the caller stops it)."""
+    start = time.perf_counter()
+    server = start_server(models, port, script=script, cores=cores)
     try:
-        page = context.new_page()
-        for timed in (False, True):
-            start = time.perf_counter()
-            server = start_server(models, port, cores=cores)
-            try:
-                wait_healthy(port, timeout_s=60, poll_s=0.05)
-                open_home(page, f"http://127.0.0.1:{port}")
-                seconds = time.perf_counter() - start
-            finally:
-                stop_server(server)
-            if timed:
-                return seconds
-            page.goto("about:blank")
+        wait_healthy(port, timeout_s=60, poll_s=0.05)  # the browser's retries would interrupt each other
+        open_home(page, f"http://127.0.0.1:{port}")
+    except BaseException:
+        stop_server(server)
+        raise
+    return time.perf_counter() - start, server
+
+
+def wait_idle(pid: int, *, quiet_s: float = 1.0, timeout_s: float = 60.0) -> float:
+    """Wait until process `pid` has used less than 2 % of a CPU for `quiet_s` (the app's warm-up
+    done: models loaded); the seconds waited."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    start = time.perf_counter()
+    last = cpu_s()
+    while time.perf_counter() - start < timeout_s:
+        time.sleep(quiet_s)
+        now = cpu_s()
+        if now - last < 0.02 * quiet_s:
+            break
+        last = now
+    return time.perf_counter() - start
+
+
+def first_pages(
+    p: Any, models: Path, scripts: dict[str, str], *, n: int, cores: str | None, tmp: Path
+) -> dict[str, Any]:
+    """Per script (label -> path), n times, interleaved so that both share the machine's moments:
+    - "new_browser": from `streamlit run` to the home page drawn in a browser never used before;
+    - "next_user": then, on that running server once it is idle (its models loaded), a second new
+      browser from opening the address to the home page drawn (everyone after the first);
+    - "returning_browser": from `streamlit run` to the home page drawn in a browser profile that
+      opened the app before (from an earlier server): Streamlit's static files in its cache.
+    Each list holds seconds; the browsers are started before the clock starts."""
+    out: dict[str, dict[str, list[float]]] = {
+        label: {"new_browser": [], "next_user": [], "returning_browser": []} for label in scripts
+    }
+    returning = {  # a browser profile per script, open throughout
+        label: p.chromium.launch_persistent_context(
+            str(tmp / f"profile-{i}"), executable_path=str(CHROMIUM), args=LAUNCH_ARGS, viewport=VIEWPORT
+        )
+        for i, label in enumerate(scripts)
+    }
+    ports = {label: free_port() for label in scripts}  # the cache's entries are per address
+    try:
+        for label, script in scripts.items():  # each opens its app once, untimed
+            _, server = first_page(returning[label].pages[0], models, ports[label], script, cores)
+            stop_server(server)
+            returning[label].pages[0].goto("about:blank")
+        _first_pages(p, models, scripts, (returning, ports), out, n=n, cores=cores)
     finally:
-        context.close()
-    raise AssertionError("unreachable")
+        for context in returning.values():
+            context.close()
+    return {
+        label: {
+            kind: {"median": round(statistics.median(values), 2), "all": [round(v, 2) for v in values]}
+            for kind, values in kinds.items()
+        }
+        for label, kinds in out.items()
+    }
+
+
+def _first_pages(
+    p: Any,
+    models: Path,
+    scripts: dict[str, str],
+    returning: tuple[dict[str, Any], dict[str, int]],
+    out: dict[str, dict[str, list[float]]],
+    *,
+    n: int,
+    cores: str | None,
+) -> None:
+    for _ in range(n):
+        for label, script in scripts.items():
+            first, second = launch(p), launch(p)
+            try:
+                port = free_port()
+                seconds, server = first_page(first.new_page(viewport=VIEWPORT), models, port, script, cores)
+                try:
+                    out[label]["new_browser"].append(seconds)
+                    wait_idle(server.pid)
+                    t0 = time.perf_counter()
+                    open_home(second.new_page(viewport=VIEWPORT), f"http://127.0.0.1:{port}")
+                    out[label]["next_user"].append(time.perf_counter() - t0)
+                finally:
+                    stop_server(server)
+            finally:
+                first.close()
+                second.close()
+            page = returning[0][label].pages[0]
+            seconds, server = first_page(page, models, returning[1][label], script, cores)
+            stop_server(server)
+            page.goto("about:blank")
+            out[label]["returning_browser"].append(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="also profile the server's runs and the browser (slower)"
     )
     parser.add_argument("--clicks", type=int, default=5, help="clicks to time in click mode (default 5)")
+    parser.add_argument(
+        "--first-pages", type=int, default=5, help="first pages to time of each kind (default 5)"
+    )
     args = parser.parse_args(argv)
     load_before = [round(x, 2) for x in os.getloadavg()]
     if args.pin:
@@ -209,13 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport=VIEWPORT)
-        start = time.perf_counter()
         server = start_server(models, port, cores="0" if args.pin else None, env=env)
         try:
-            wait_healthy(port, timeout_s=60, poll_s=0.05)  # the browser's retries would interrupt each other
-            open_home(page, url)
-            first_page_s = time.perf_counter() - start
-
+            wait_healthy(port, timeout_s=60, poll_s=0.05)
             page.goto(f"{url}/review")
             page.wait_for_selector("text=Review a lesion", timeout=60_000)
             upload_dicom(page, files)
@@ -269,7 +362,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_server(server)
             browser.close()
-        cached_first_page_s = returning_first_page(p, models, port, cores="0" if args.pin else None, tmp=tmp)
+        bare = tmp / "bare_page.py"
+        bare.write_text(BARE_PAGE)
+        pages = first_pages(
+            p,
+            models,
+            {"livercore": "streamlit_app.py", "bare_streamlit_page": str(bare)},
+            n=args.first_pages,
+            cores="0" if args.pin else None,
+            tmp=tmp,
+        )
+    first_page_s = pages["livercore"]["new_browser"]["median"]
 
     result = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,9 +380,14 @@ def main(argv: list[str] | None = None) -> int:
         "pinned": "server on CPU 0, chromium and this script on CPU 1" if args.pin else None,
         "browser": "Debian chromium, headless, --disable-gpu",
         "models": models_note,
-        "time_to_first_page_s": round(first_page_s, 2),
-        "time_to_first_page_returning_browser_s": round(cached_first_page_s, 2),
+        "time_to_first_page_s": first_page_s,
+        "time_to_first_page_returning_browser_s": pages["livercore"]["returning_browser"]["median"],
         "time_to_first_page_target_s": TARGET_FIRST_PAGE_S,
+        "first_pages_s": pages,
+        "first_pages_note": "from `streamlit run` to the home page drawn (new_browser, returning_browser), "
+        "or from opening the address of the running server in a new browser (next_user); medians of "
+        f"{args.first_pages}, the two scripts interleaved; bare_streamlit_page: Streamlit's own floor "
+        "on this machine (a title and two headings, no livercore code)",
         "selection_to_prediction_s": {
             "median": round(statistics.median(selections), 3),
             "max": round(max(selections), 3),

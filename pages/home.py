@@ -121,10 +121,14 @@ for model_set in sets:
     missing = [m for m in MODEL_NAMES if m not in cards]
     if missing:
         st.warning("Missing phase-models: " + ", ".join(missing) + ".")
-    with st.expander(f"Full model cards: {model_set.label}"):
+    # Drawn only while open: five JSON trees cost a browser about half a second even when hidden.
+    full_cards = st.expander(
+        f"Full model cards: {model_set.label}", key=f"model-cards-{model_set.key}", on_change="rerun"
+    )
+    if full_cards.open:
         for name, card in cards.items():
-            st.markdown(f"**{PHASE_MODELS[name].label}**")
-            st.json(card, expanded=False)
+            full_cards.markdown(f"**{PHASE_MODELS[name].label}**")
+            full_cards.json(card, expanded=False)
 
 examples = catalogue.example_cases()
 st.subheader("Example cases")

@@ -99,6 +99,18 @@ def test_home_page_shows_disclaimer_and_model_cards(models_dir: Path) -> None:
     assert "0.84 (0.82-0.90)" in table.to_string()  # the paper's triphasic test accuracy beside the card
 
 
+def test_home_page_draws_the_full_model_cards_only_when_opened(models_dir: Path) -> None:
+    at = app_at("pages/home.py")
+    assert not at.exception
+    assert [e.label for e in at.expander] == ["Full model cards: Bundled models (synthetic phantom CT)"]
+    assert not at.get("json")  # closed: nothing for the browser to draw
+    at.session_state["model-cards-bundled"] = True  # what opening it in the browser sets
+    at.run()
+    assert not at.exception
+    assert len(at.get("json")) == len(MODEL_NAMES)
+    assert json.loads(at.get("json")[0].proto.body)["trained_on"] == "nothing (untrained test model)"
+
+
 def test_home_page_starts_residents_at_the_library_quiz_and_results(models_dir: Path) -> None:
     import re
 
