@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -171,24 +172,42 @@ def first_page(page: Any, models: Path, port: int, script: str, cores: str | Non
     return time.perf_counter() - start, server
 
 
-def wait_idle(pid: int, *, quiet_s: float = 1.0, timeout_s: float = 60.0) -> float:
+def wait_idle(pid: int, *, quiet_s: float = 1.0, timeout_s: float = 60.0) -> None:
     """Wait until process `pid` has used less than 2 % of a CPU for `quiet_s` (the app's warm-up
-    done: models loaded); the seconds waited."""
+    done: models loaded)."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def cpu_s() -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
 
-    start = time.perf_counter()
+    deadline = time.perf_counter() + timeout_s
     last = cpu_s()
-    while time.perf_counter() - start < timeout_s:
+    while time.perf_counter() < deadline:
         time.sleep(quiet_s)
         now = cpu_s()
         if now - last < 0.02 * quiet_s:
-            break
+            return
         last = now
-    return time.perf_counter() - start
+
+
+def new_and_next_user(p: Any, models: Path, script: str, cores: str | None) -> tuple[float, float]:
+    """(from `streamlit run <script>` to its home page drawn in a new browser; then, once that
+    server is idle, from a second new browser opening its address to the home page drawn)."""
+    first, second = launch(p), launch(p)
+    try:
+        port = free_port()
+        seconds, server = first_page(first.new_page(viewport=VIEWPORT), models, port, script, cores)
+        try:
+            wait_idle(server.pid)
+            t0 = time.perf_counter()
+            open_home(second.new_page(viewport=VIEWPORT), f"http://127.0.0.1:{port}")
+            return seconds, time.perf_counter() - t0
+        finally:
+            stop_server(server)
+    finally:
+        first.close()
+        second.close()
 
 
 def first_pages(
@@ -204,22 +223,27 @@ def first_pages(
     out: dict[str, dict[str, list[float]]] = {
         label: {"new_browser": [], "next_user": [], "returning_browser": []} for label in scripts
     }
-    returning = {  # a browser profile per script, open throughout
-        label: p.chromium.launch_persistent_context(
-            str(tmp / f"profile-{i}"), executable_path=str(CHROMIUM), args=LAUNCH_ARGS, viewport=VIEWPORT
-        )
-        for i, label in enumerate(scripts)
-    }
-    ports = {label: free_port() for label in scripts}  # the cache's entries are per address
-    try:
-        for label, script in scripts.items():  # each opens its app once, untimed
-            _, server = first_page(returning[label].pages[0], models, ports[label], script, cores)
+    ports = {label: free_port() for label in scripts}  # a browser's cache keeps files per address
+    with ExitStack() as stack:
+        returning = {}  # a browser profile per script, open throughout
+        for i, (label, script) in enumerate(scripts.items()):
+            context = p.chromium.launch_persistent_context(
+                str(tmp / f"profile-{i}"), executable_path=str(CHROMIUM), args=LAUNCH_ARGS, viewport=VIEWPORT
+            )
+            stack.callback(context.close)
+            returning[label] = context.pages[0]
+            _, server = first_page(returning[label], models, ports[label], script, cores)  # untimed
             stop_server(server)
-            returning[label].pages[0].goto("about:blank")
-        _first_pages(p, models, scripts, (returning, ports), out, n=n, cores=cores)
-    finally:
-        for context in returning.values():
-            context.close()
+            returning[label].goto("about:blank")
+        for _ in range(n):
+            for label, script in scripts.items():
+                new, next_user = new_and_next_user(p, models, script, cores)
+                out[label]["new_browser"].append(new)
+                out[label]["next_user"].append(next_user)
+                seconds, server = first_page(returning[label], models, ports[label], script, cores)
+                stop_server(server)
+                returning[label].goto("about:blank")
+                out[label]["returning_browser"].append(seconds)
     return {
         label: {
             kind: {"median": round(statistics.median(values), 2), "all": [round(v, 2) for v in values]}
@@ -227,40 +251,6 @@ def first_pages(
         }
         for label, kinds in out.items()
     }
-
-
-def _first_pages(
-    p: Any,
-    models: Path,
-    scripts: dict[str, str],
-    returning: tuple[dict[str, Any], dict[str, int]],
-    out: dict[str, dict[str, list[float]]],
-    *,
-    n: int,
-    cores: str | None,
-) -> None:
-    for _ in range(n):
-        for label, script in scripts.items():
-            first, second = launch(p), launch(p)
-            try:
-                port = free_port()
-                seconds, server = first_page(first.new_page(viewport=VIEWPORT), models, port, script, cores)
-                try:
-                    out[label]["new_browser"].append(seconds)
-                    wait_idle(server.pid)
-                    t0 = time.perf_counter()
-                    open_home(second.new_page(viewport=VIEWPORT), f"http://127.0.0.1:{port}")
-                    out[label]["next_user"].append(time.perf_counter() - t0)
-                finally:
-                    stop_server(server)
-            finally:
-                first.close()
-                second.close()
-            page = returning[0][label].pages[0]
-            seconds, server = first_page(page, models, returning[1][label], script, cores)
-            stop_server(server)
-            page.goto("about:blank")
-            out[label]["returning_browser"].append(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

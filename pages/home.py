@@ -121,7 +121,7 @@ for model_set in sets:
     missing = [m for m in MODEL_NAMES if m not in cards]
     if missing:
         st.warning("Missing phase-models: " + ", ".join(missing) + ".")
-    # Drawn only while open: five JSON trees cost a browser about half a second even when hidden.
+    # Drawn only while open: five JSON trees cost a browser on one core some 0.4 s even when hidden.
     full_cards = st.expander(
         f"Full model cards: {model_set.label}", key=f"model-cards-{model_set.key}", on_change="rerun"
     )
